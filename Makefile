@@ -1,0 +1,45 @@
+# mmflow: `make run` (embedded demo, no Kafka) and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.12 || command -v python3.11 || echo python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-unit bench lint kafka-up kafka-down kafka-clean clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/mmflow demo
+
+# Integration tests start a real Kafka broker themselves (tests/kafka_broker.py).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not kafka"
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+lint: $(STAMP)
+	$(BIN)/ruff check mmflow flows connectors tests benchmarks
+	$(BIN)/ruff format --check mmflow flows connectors tests benchmarks
+
+kafka-up:
+	bash infra/kafka/kafka.sh up
+
+kafka-down:
+	bash infra/kafka/kafka.sh down
+
+kafka-clean:
+	bash infra/kafka/kafka.sh clean
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -1,0 +1,451 @@
+"""Human-readable report of a replay output directory.
+
+``write_report(out_dir)`` reads ``timeline.parquet``, ``intents.parquet``, ``fills.parquet`` and
+``summary.json`` from a replay output directory and writes:
+
+* ``report_<market>.png`` -- one figure per market, five stacked panels sharing the time axis
+  (price + our quotes + fills, inventory, realized PnL, volatility + regime, guard states);
+* ``report.html`` -- a self-contained page: run header, a summary table per market and the PNGs
+  embedded as base64 ``<img>`` tags.
+
+Decimal money columns are cast to Float64 for plotting only; the tables show the exact strings
+from ``summary.json`` (trimmed for display).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import pathlib
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.dates as mdates  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+# Reference lines drawn on the panels (strategy thresholds, see mmflow.config).
+INVENTORY_LEVELS = (0.01, 0.05)
+PNL_GUARD_TRIGGER = -0.20
+VOLATILITY_THRESHOLD_BPS = 6.0
+GUARD_OFFSET = 0.04  # vertical offset of pnl_guard so it does not hide trend_guard
+
+_FIG_SIZE = (13.0, 14.0)
+_DPI = 110
+_PNG_METADATA = {"Software": None}
+
+_TIMELINE_COLUMNS = {
+    "ts": pl.Int64,
+    "market": pl.Utf8,
+    "mid": pl.Float64,
+    "best_bid": pl.Float64,
+    "best_ask": pl.Float64,
+    "bid_px": pl.Float64,
+    "ask_px": pl.Float64,
+    "volatility_bps": pl.Float64,
+    "regime": pl.Int8,
+    "trend_guard": pl.Int8,
+    "pnl_guard": pl.Int8,
+    "inventory": pl.Float64,
+    "realized_pnl": pl.Float64,
+    "spread_bps": pl.Float64,
+}
+_FILL_COLUMNS = {
+    "ts": pl.Int64,
+    "market": pl.Utf8,
+    "side": pl.Utf8,
+    "price": pl.Float64,
+    "qty": pl.Float64,
+    "source": pl.Utf8,
+}
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+
+def _read_parquet(path: pathlib.Path, columns: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Read ``path`` keeping ``columns`` cast to plotting dtypes; missing file/column -> nulls."""
+    df = pl.read_parquet(path) if path.exists() else pl.DataFrame()
+    exprs = []
+    for name, dtype in columns.items():
+        if name in df.columns:
+            exprs.append(pl.col(name).cast(dtype, strict=False))
+        else:
+            exprs.append(pl.lit(None, dtype=dtype).alias(name))
+    if df.width == 0:
+        return pl.DataFrame(schema=columns)
+    return df.select(exprs)
+
+
+def _read_summary(path: pathlib.Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    with path.open() as fh:
+        return json.load(fh)
+
+
+def _intent_counts(path: pathlib.Path) -> dict[str, dict[str, int]]:
+    """{market: {kind: rows}} from intents.parquet (empty if absent)."""
+    if not path.exists():
+        return {}
+    df = pl.read_parquet(path, columns=None)
+    if df.height == 0 or "market" not in df.columns or "kind" not in df.columns:
+        return {}
+    counts = df.group_by("market", "kind").len().sort("market", "kind")
+    out: dict[str, dict[str, int]] = {}
+    for market, kind, n in counts.iter_rows():
+        out.setdefault(str(market), {})[str(kind)] = int(n)
+    return out
+
+
+# -- plotting helpers -----------------------------------------------------------------------------
+
+
+def _times(ts: pl.Series) -> np.ndarray:
+    """Integer microseconds since the epoch -> naive-UTC ``datetime64[us]``."""
+    return ts.cast(pl.Int64).to_numpy().astype("datetime64[us]")
+
+
+def _floats(s: pl.Series) -> np.ndarray:
+    """Float array with NaN for nulls (NaN breaks lines, which is what "not quoting" should look like)."""
+    return s.cast(pl.Float64).fill_null(float("nan")).to_numpy().astype(float)
+
+
+def _change_points(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lossless thinning for ``steps-post`` plots: keep the first point, every change, the last point."""
+    n = len(y)
+    if n <= 2:
+        return x, y
+    same = (y[1:] == y[:-1]) | (np.isnan(y[1:]) & np.isnan(y[:-1]))
+    keep = np.ones(n, dtype=bool)
+    keep[1:] = ~same
+    keep[-1] = True
+    return x[keep], y[keep]
+
+
+def _runs(x: np.ndarray, y: np.ndarray, value: float) -> list[tuple[Any, Any]]:
+    """(start, end) of each maximal run where ``y == value``, each lasting until the next row's time
+    (step-post semantics); a run reaching the last row ends there."""
+    hit = y == value
+    if not hit.any():
+        return []
+    edges = np.diff(np.concatenate(([0], hit.astype(np.int8), [0])))
+    starts = np.flatnonzero(edges == 1)
+    stops = np.flatnonzero(edges == -1)  # index of the first row after the run
+    last = len(x) - 1
+    return [(x[a], x[min(b, last)]) for a, b in zip(starts, stops, strict=True)]
+
+
+def _step(ax: plt.Axes, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> None:
+    xs, ys = _change_points(x, y)
+    ax.plot(xs, ys, drawstyle="steps-post", **kwargs)
+
+
+def _safe_name(market: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", market) or "market"
+
+
+def _plot_market(
+    market: str,
+    preset: str | None,
+    timeline: pl.DataFrame,
+    fills: pl.DataFrame,
+    png_path: pathlib.Path,
+) -> None:
+    fig, axes = plt.subplots(
+        5,
+        1,
+        sharex=True,
+        figsize=_FIG_SIZE,
+        gridspec_kw={"height_ratios": [3.0, 1.6, 1.6, 1.6, 1.0]},
+        layout="constrained",
+    )
+    ax_px, ax_inv, ax_pnl, ax_vol, ax_guard = axes
+    title = market if not preset else f"{market}  —  preset: {preset}"
+    fig.suptitle(title, fontsize=14, fontweight="bold")
+
+    tl = timeline.sort("ts")
+    fl = fills.sort("ts")
+    has_timeline = tl.height > 0
+
+    if has_timeline:
+        t = _times(tl["ts"])
+
+        # 1. price, quotes, fills
+        ax_px.plot(
+            *_change_points(t, _floats(tl["mid"])), drawstyle="steps-post", color="0.35", lw=1.0, label="mid"
+        )
+        _step(ax_px, t, _floats(tl["bid_px"]), color="tab:green", lw=1.0, alpha=0.8, label="our bid")
+        _step(ax_px, t, _floats(tl["ask_px"]), color="tab:red", lw=1.0, alpha=0.8, label="our ask")
+
+        # 2. inventory
+        _step(ax_inv, t, _floats(tl["inventory"]), color="tab:blue", lw=1.2, label="inventory")
+
+        # 3. realized PnL
+        _step(ax_pnl, t, _floats(tl["realized_pnl"]), color="tab:purple", lw=1.2, label="realized PnL")
+
+        # 4. volatility + regime shading
+        regime = _floats(tl["regime"])
+        for k, (start, end) in enumerate(_runs(t, regime, 0.0)):
+            ax_vol.axvspan(
+                start,
+                end,
+                color="tab:red",
+                alpha=0.12,
+                lw=0,
+                label="defensive regime (0)" if k == 0 else None,
+            )
+        ax_vol.plot(t, _floats(tl["volatility_bps"]), color="tab:orange", lw=1.0, label="volatility")
+
+        # 5. guards
+        _step(ax_guard, t, _floats(tl["trend_guard"]), color="tab:brown", lw=1.5, label="trend_guard")
+        _step(
+            ax_guard, t, _floats(tl["pnl_guard"]) + GUARD_OFFSET, color="tab:pink", lw=1.5, label="pnl_guard"
+        )
+    else:
+        ax_px.text(
+            0.5,
+            0.5,
+            "no timeline rows for this market",
+            transform=ax_px.transAxes,
+            ha="center",
+            va="center",
+            fontsize=12,
+            color="0.4",
+        )
+
+    if fl.height > 0:
+        ft = _times(fl["ts"])
+        fpx = _floats(fl["price"])
+        source = fl["source"].to_numpy()
+        side = fl["side"].to_numpy()
+        maker_buy = (source == "maker") & (side == "buy")
+        maker_sell = (source == "maker") & (side == "sell")
+        hedge = source == "hedge"
+        if maker_buy.any():
+            ax_px.scatter(
+                ft[maker_buy],
+                fpx[maker_buy],
+                marker="^",
+                color="green",
+                s=36,
+                zorder=5,
+                label=f"maker buy ({int(maker_buy.sum())})",
+            )
+        if maker_sell.any():
+            ax_px.scatter(
+                ft[maker_sell],
+                fpx[maker_sell],
+                marker="v",
+                color="red",
+                s=36,
+                zorder=5,
+                label=f"maker sell ({int(maker_sell.sum())})",
+            )
+        if hedge.any():
+            ax_px.scatter(
+                ft[hedge],
+                fpx[hedge],
+                marker="x",
+                color="black",
+                s=42,
+                zorder=6,
+                label=f"hedge ({int(hedge.sum())})",
+            )
+
+    # reference lines (drawn even without data so the panels keep their meaning)
+    ax_inv.axhline(0.0, color="0.6", lw=0.6)
+    for i, level in enumerate(INVENTORY_LEVELS):
+        style = {"color": "0.45" if i == 0 else "tab:red", "ls": "--", "lw": 0.8}
+        ax_inv.axhline(level, label=f"±{level:g}", **style)
+        ax_inv.axhline(-level, **style)
+    ax_pnl.axhline(0.0, color="0.6", lw=0.6)
+    ax_pnl.axhline(
+        PNL_GUARD_TRIGGER, color="tab:red", ls="--", lw=0.8, label=f"PnL guard {PNL_GUARD_TRIGGER:g}"
+    )
+    ax_vol.axhline(
+        VOLATILITY_THRESHOLD_BPS, color="0.3", ls="--", lw=0.8, label=f"{VOLATILITY_THRESHOLD_BPS:g} bps"
+    )
+
+    ax_guard.set_ylim(-0.25, 1.25 + GUARD_OFFSET)
+    ax_guard.set_yticks([0, 1], ["off", "on"])
+    ax_vol.set_ylim(bottom=0)
+
+    ax_px.set_ylabel("price")
+    ax_inv.set_ylabel("inventory (base)")
+    ax_pnl.set_ylabel("realized PnL (quote)")
+    ax_vol.set_ylabel("volatility (bps)")
+    ax_guard.set_ylabel("guards")
+    ax_guard.set_xlabel("time (UTC)")
+
+    for ax in axes:
+        ax.grid(True, color="0.9", lw=0.6)
+        ax.set_axisbelow(True)
+        handles, _ = ax.get_legend_handles_labels()
+        if handles:
+            ax.legend(loc="upper left", fontsize=8, framealpha=0.85, ncols=min(len(handles), 6))
+    if has_timeline or fl.height > 0:
+        locator = mdates.AutoDateLocator()
+        ax_guard.xaxis.set_major_locator(locator)
+        ax_guard.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    else:  # nothing to place in time: don't pretend the run happened in 1970
+        ax_guard.xaxis.set_major_formatter(matplotlib.ticker.NullFormatter())
+
+    fig.savefig(png_path, dpi=_DPI, metadata=_PNG_METADATA)
+    plt.close(fig)
+
+
+# -- HTML -----------------------------------------------------------------------------------------
+
+
+def _fmt_decimal(value: Any) -> str:
+    """Trim a decimal string for display (``"0.500000000000000000"`` -> ``"0.5"``)."""
+    try:
+        d = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return str(value)
+    if d == 0:
+        return "0"
+    if abs(d) < Decimal("1e-8"):
+        return f"{d:.3e}"
+    d = d.quantize(Decimal("1e-8")).normalize()
+    return format(d, "f")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.3f}"
+    if isinstance(value, str):
+        return _fmt_decimal(value)
+    return json.dumps(value, sort_keys=True)
+
+
+_PNL_KEYS = {"realized_pnl_quote"}
+
+
+def _market_table(stats: dict[str, Any], intents: dict[str, int]) -> str:
+    rows: list[tuple[str, str, str]] = []  # (label, value, css class)
+    for key, value in stats.items():
+        if key == "inventory_time_share_below" and isinstance(value, dict):
+            for level, share in sorted(value.items(), key=lambda kv: float(kv[0])):
+                rows.append(
+                    (
+                        f"time with |inventory| &lt; {html.escape(str(level))}",
+                        html.escape(f"{float(share) * 100:.1f} %"),
+                        "",
+                    )
+                )
+            continue
+        css = ""
+        if key in _PNL_KEYS:
+            try:
+                pnl = Decimal(str(value))
+                css = "neg" if pnl < 0 else ("pos" if pnl > 0 else "")
+            except (InvalidOperation, ValueError):
+                css = ""
+        rows.append((html.escape(key), html.escape(_fmt(value)), css))
+    for kind, n in sorted(intents.items()):
+        rows.append((f"intents.parquet rows: {html.escape(kind)}", f"{n:,}", ""))
+    if not rows:
+        return "<p class='muted'>no summary for this market</p>"
+    body = "\n".join(f"<tr><th>{label}</th><td class='{css}'>{value}</td></tr>" for label, value, css in rows)
+    return f"<table class='stats'>\n{body}\n</table>"
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 24px; color: #222;
+       background: #fafafa; }
+h1 { margin-bottom: 4px; }
+.muted { color: #777; }
+.run th, .stats th { text-align: left; font-weight: 500; color: #555; padding: 2px 16px 2px 0; }
+.run td, .stats td { text-align: right; font-variant-numeric: tabular-nums; padding: 2px 0; }
+.stats tr:nth-child(even) { background: #f0f0f0; }
+section.market { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 16px;
+                 margin: 24px 0; }
+.market-body { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
+.market-body img { max-width: 100%; height: auto; flex: 1 1 800px; }
+td.neg { color: #b00020; font-weight: 600; }
+td.pos { color: #1b5e20; font-weight: 600; }
+nav a { margin-right: 12px; }
+"""
+
+
+def _html_page(
+    summary: dict[str, Any],
+    markets: list[str],
+    pngs: dict[str, pathlib.Path],
+    intents: dict[str, dict[str, int]],
+) -> str:
+    preset = summary.get("preset")
+    run_rows = []
+    for key in ("preset", "events", "wall_seconds", "events_per_second"):
+        if key in summary:
+            value = summary[key] if key == "preset" else _fmt(summary[key])
+            run_rows.append(f"<tr><th>{key}</th><td>{html.escape(str(value))}</td></tr>")
+    nav = " ".join(f"<a href='#m-{html.escape(_safe_name(m))}'>{html.escape(m)}</a>" for m in markets)
+    sections = []
+    market_stats = summary.get("markets") or {}
+    for market in markets:
+        b64 = base64.b64encode(pngs[market].read_bytes()).decode("ascii")
+        sections.append(
+            f"<section class='market' id='m-{html.escape(_safe_name(market))}'>\n"
+            f"<h2>{html.escape(market)}</h2>\n<div class='market-body'>\n"
+            f"{_market_table(market_stats.get(market) or {}, intents.get(market, {}))}\n"
+            f"<img alt='{html.escape(market)} timeline' src='data:image/png;base64,{b64}'>\n"
+            "</div>\n</section>"
+        )
+    title = "mmflow replay report" + (f" — {preset}" if preset else "")
+    return (
+        "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
+        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<h1>{html.escape(title)}</h1>\n"
+        f"<table class='run'>\n{''.join(run_rows)}\n</table>\n"
+        f"<nav>{nav}</nav>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
+    )
+
+
+# -- entry point ----------------------------------------------------------------------------------
+
+
+def write_report(out_dir: pathlib.Path) -> pathlib.Path:
+    """Write ``report.html`` and ``report_<market>.png`` into ``out_dir``; return the HTML path."""
+    out_dir = pathlib.Path(out_dir)
+    summary = _read_summary(out_dir / "summary.json")
+    timeline = _read_parquet(out_dir / "timeline.parquet", _TIMELINE_COLUMNS)
+    fills = _read_parquet(out_dir / "fills.parquet", _FILL_COLUMNS)
+    intents = _intent_counts(out_dir / "intents.parquet")
+
+    preset = summary.get("preset")
+    markets = sorted(
+        set((summary.get("markets") or {}).keys())
+        | set(timeline["market"].drop_nulls().unique().to_list())
+        | set(fills["market"].drop_nulls().unique().to_list())
+    )
+
+    pngs: dict[str, pathlib.Path] = {}
+    for market in markets:
+        png = out_dir / f"report_{_safe_name(market)}.png"
+        _plot_market(
+            market,
+            preset,
+            timeline.filter(pl.col("market") == market),
+            fills.filter(pl.col("market") == market),
+            png,
+        )
+        pngs[market] = png
+
+    report = out_dir / "report.html"
+    report.write_text(_html_page(summary, markets, pngs, intents), encoding="utf-8")
+    return report

@@ -1,0 +1,134 @@
+"""What one market's stateful step holds: the maker, optionally the paper venue, and statistics.
+
+No Bytewax here either: the dataflow's step, the plain-loop benchmark and the tests all drive
+``MarketRuntime.process`` the same way, so they cannot disagree.
+
+Outputs are ``(kind, payload)`` pairs: ``("intent", Intent)``, ``("fill", Fill)``,
+``("timeline", dict)`` and, at the end, ``("summary", dict)``.
+
+Ordering inside one event (paper mode): the venue matches the event against the orders live
+at that instant, its fills are booked, then the maker decides on the event, then its intents go
+to the venue. Fills arriving as input events (live or faithful mode) are booked and decided on
+as they come, in stream order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.paper_venue import PaperVenue
+from mmflow.config import Settings
+from mmflow.models import BookTick, Fill, InputEvent, Intent, Trade
+from mmflow.stats import MarketStats
+from mmflow.strategy.market import MarketMaker
+
+Output = tuple[str, Any]
+
+
+class MarketRuntime:
+    def __init__(self, market: str, settings: Settings, paper: bool = True) -> None:
+        spec = settings.markets.get(market)
+        if spec is None:
+            raise KeyError(f"market {market!r} has no instrument spec in settings.markets")
+        self.market = market
+        self.maker = MarketMaker(market, spec, settings.strategy)
+        self.venue = PaperVenue(market, spec, settings.venue) if paper else None
+        self.stats = MarketStats()
+        self._timeline_us = max(1, int(settings.replay.timeline_interval_s * 1_000_000))
+        self._next_timeline: int | None = None
+
+    # -- events ---------------------------------------------------------------------------------
+    def process(self, event: InputEvent, out: list[Output]) -> None:
+        """Feed one event, appending every resulting output to ``out``."""
+        maker, venue, stats = self.maker, self.venue, self.stats
+        if isinstance(event, BookTick):
+            now = event.ts_recv
+            stats.advance(now)
+            stats.books += 1
+            if venue is not None:
+                self._book_fills(venue.on_book(event), out)
+            intents = maker.on_book(event)
+        elif isinstance(event, Trade):
+            now = event.ts_recv
+            stats.advance(now)
+            stats.trades += 1
+            if venue is not None:
+                self._book_fills(venue.on_trade(event), out)
+            intents = maker.on_trade(event)
+        else:
+            now = max(event.ts, stats.last_us)
+            stats.advance(now)
+            intents = []
+            if maker.book_fill(event):
+                self._count_fill(event, out)
+                intents = maker.decide(now)
+        if intents:
+            self._emit(intents, out)
+        if self._next_timeline is None or now >= self._next_timeline:
+            out.append(("timeline", self.timeline_row(now)))
+            self._next_timeline = (now // self._timeline_us + 1) * self._timeline_us
+
+    def _book_fills(self, fills: list[Fill], out: list[Output]) -> None:
+        for fill in fills:
+            self.maker.book_fill(fill)
+            self._count_fill(fill, out)
+
+    def _count_fill(self, fill: Fill, out: list[Output]) -> None:
+        self.stats.on_fill(fill, self.maker.inventory, self.maker.mid)
+        out.append(("fill", fill))
+
+    def _emit(self, intents: list[Intent], out: list[Output]) -> None:
+        for intent in intents:
+            self.stats.on_intent(intent)
+            if self.venue is not None:
+                self.venue.submit(intent)
+            out.append(("intent", intent))
+
+    # -- views ----------------------------------------------------------------------------------
+    def timeline_row(self, now: int) -> dict[str, Any]:
+        m = self.maker
+        q = m.last_quote
+        return {
+            "ts": now,
+            "market": self.market,
+            "mid": m.mid,
+            "best_bid": m.best_bid,
+            "best_ask": m.best_ask,
+            "bid_px": q.bid_px if q else None,
+            "ask_px": q.ask_px if q else None,
+            "volatility_bps": round(m.vol.value_bps, 9),
+            "regime": m.regime.state,
+            "trend_guard": int(m.trend.active(now)),
+            "pnl_guard": int(m.pnl_guard.active),
+            "inventory": m.inventory,
+            "realized_pnl": m.realized,
+            "spread_bps": round(m.quoted_spread_bps, 9),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        m, s = self.maker, self.stats
+        return {
+            "quotes": s.books,
+            "trades": s.trades,
+            "maker_fills": s.maker_fills,
+            "hedge_fills": s.hedge_fills,
+            "realized_pnl_quote": str(m.realized),
+            "fees_quote": str(s.fees),
+            "final_inventory_base": str(m.inventory),
+            "max_abs_inventory_base": str(s.max_abs_inventory),
+            "inventory_time_share_below": s.time_shares(),
+            "pnl_guard_engagements": m.pnl_guard.engagements,
+            "trend_guard_engagements": m.trend.engagements,
+            "regime_switches": m.regime.switches,
+            "hedge_volume_base": str(s.hedge_volume),
+            "hedge_cost_quote": str(s.hedge_cost),
+            "quote_intents": s.quote_intents,
+            "hedge_intents": s.hedge_intents,
+            "unrealized_pnl_quote": str(m.fifo.unrealized(m.mid)) if m.mid is not None else "0",
+        }
+
+    def finish(self, out: list[Output]) -> None:
+        if self.stats.first_us is not None:
+            out.append(("timeline", self.timeline_row(self.stats.last_us)))
+        out.append(("summary", {"market": self.market, **self.summary()}))
+

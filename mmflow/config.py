@@ -1,0 +1,333 @@
+"""One typed settings model for the whole product, with the analysis' numbers as defaults.
+
+Sources, strongest first: ``--set dotted.key=value`` overrides, ``MMFLOW_*`` environment variables
+(nested with ``__``, e.g. ``MMFLOW_STRATEGY__HEDGER__TRIGGER_BASE=0.02``), a YAML file, a named
+preset, the defaults below. Every number the analysis (shared/seed/phase2-decision-analysis.md)
+gives is a default here verbatim; every number it leaves open carries a one-line why.
+Validation fails at start with the dotted name of the offending field.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+Pos = Field(gt=0)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InstrumentSpec(_Section):
+    """Exchange rules for one market; prices and sizes are rounded to these."""
+
+    tick_size: Decimal = Field(gt=0)
+    lot_size: Decimal = Field(gt=0)
+    min_qty: Decimal = Field(gt=0)
+    # Fee rates are fractions of notional; negative means a rebate.
+    maker_fee_rate: Decimal = Field(default=Decimal("0.0002"), ge=Decimal("-0.01"), le=Decimal("0.01"))
+    taker_fee_rate: Decimal = Field(default=Decimal("0.0005"), ge=Decimal("-0.01"), le=Decimal("0.01"))
+
+
+def _default_markets() -> dict[str, InstrumentSpec]:
+    # Lot 0.001 on every market: the analysis reports 0.027 SOL positions and a 0.001 SOL hedge
+    # target, which only a 0.001 lot can produce; fee rates are Binance/Bybit USD-M regular tiers.
+    return {
+        "BTCUSDT": InstrumentSpec(tick_size=Decimal("0.1"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")),
+        "ETHUSDT": InstrumentSpec(tick_size=Decimal("0.01"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")),
+        "SOLUSDT": InstrumentSpec(tick_size=Decimal("0.01"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")),
+        "SOL-USD": InstrumentSpec(tick_size=Decimal("0.0025"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")),
+        "SYNTH-SOL": InstrumentSpec(tick_size=Decimal("0.01"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")),
+    }
+
+
+class QuotingConfig(_Section):
+    # 0.01 base: one full-size fill is about the hedger's trigger, so a single fill is the most the
+    # maker adds before the inventory rules (and the hedger) take over.
+    base_size: Decimal = Field(default=Decimal("0.01"), gt=0)
+    # Re-send a quote only when a price moves by at least this much: 1 bps keeps the intent rate
+    # near what an exchange's rate limits allow without letting a quote drift a full tick stale.
+    refresh_tolerance_bps: float = Field(default=1.0, ge=0)
+    # Size changes smaller than this fraction are not worth a cancel/replace.
+    refresh_size_tolerance: float = Field(default=0.05, ge=0, le=1)
+
+
+class PnlGuardConfig(_Section):
+    enabled: bool = True
+    trigger_quote: Decimal = Decimal("-0.20")  # analysis: triggers at -$0.20
+    widen_bps: float = Field(default=6.0, ge=0)  # analysis: +6 bps
+    size_mult: float = Field(default=0.85, gt=0, le=1)  # analysis: x0.85
+    # Hysteresis against the guard/clear/guard flapping the analysis saw: clear only once PnL is
+    # 0.05 quote above the trigger and the guard has held for 30 s (a volatility window's length).
+    clear_margin_quote: Decimal = Field(default=Decimal("0.05"), ge=0)
+    min_hold_s: float = Field(default=30.0, ge=0)
+
+
+class VolatilityConfig(_Section):
+    # The mid is sampled once per second of event time: 1 s returns are what a 7-13 bps quote
+    # has to survive between refreshes.
+    sample_interval_s: float = Field(default=1.0, gt=0)
+    # 60 samples = one minute: long enough for a stable estimate, short enough to react within
+    # one trend cooldown.
+    window: int = Field(default=60, ge=2, le=10_000)
+    # Quote only once five returns are in: a spread sized from fewer is noise.
+    min_returns: int = Field(default=5, ge=2, le=10_000)
+
+
+class RegimeConfig(_Section):
+    enabled: bool = True
+    threshold_bps: float = Field(default=6.0, gt=0)  # analysis: 6.0 bps; above is defensive (0)
+    # What "defensive" means is left open: +2 bps on top of the volatility spread, a third of the
+    # 7-13 bps range, so the switch is visible but never dominates the volatility curve.
+    defensive_widen_bps: float = Field(default=2.0, ge=0)
+
+
+class TrendConfig(_Section):
+    enabled: bool = True
+    cooldown_s: float = Field(default=60.0, gt=0)  # analysis: 60 s
+    widen_bps: float = Field(default=8.0, ge=0)  # analysis: 8 bps
+    pause_bids: bool = True  # analysis: bid pause
+    # Detector (left open): the mid fell by at least 10 bps over the last 30 s of samples. 10 bps
+    # is above the 7 bps minimum spread, i.e. a move that would run through a resting bid.
+    lookback_s: float = Field(default=30.0, gt=0)
+    drop_bps: float = Field(default=10.0, gt=0)
+
+
+class SpreadConfig(_Section):
+    enabled: bool = True
+    # Full quoted width (bid to ask) in bps; each side sits half of it from the mid.
+    min_bps: float = Field(default=7.0, gt=0)  # analysis: 7-13 bps
+    max_bps: float = Field(default=13.0, gt=0)
+    size_mult_low_vol: float = Field(default=1.1, gt=0)  # analysis: 1.1 .. 0.7
+    size_mult_high_vol: float = Field(default=0.7, gt=0)
+    # The curve runs linearly between these volatilities (left open): 1 bps is a quiet 1 s
+    # market, 12 bps twice the regime threshold, where the widest spread clearly belongs.
+    vol_low_bps: float = Field(default=1.0, ge=0)
+    vol_high_bps: float = Field(default=12.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SpreadConfig:
+        if self.min_bps > self.max_bps:
+            raise ValueError("min_bps must be <= max_bps")
+        if self.vol_low_bps >= self.vol_high_bps:
+            raise ValueError("vol_low_bps must be < vol_high_bps")
+        return self
+
+
+class HedgerConfig(_Section):
+    enabled: bool = True
+    trigger_base: Decimal = Field(default=Decimal("0.010"), gt=0)  # analysis: 0.010
+    target_base: Decimal = Field(default=Decimal("0.001"), ge=0)  # analysis: 0.001
+    max_clip_base: Decimal = Field(default=Decimal("0.03"), gt=0)  # analysis: 0.03
+    cooldown_s: float = Field(default=2.0, ge=0)  # analysis: 2.0 s
+    # Limit price of the IOC: the touch plus 5 bps, enough to absorb one tick of slippage on
+    # SOL while refusing to chase a book that moved away.
+    max_slippage_bps: float = Field(default=5.0, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HedgerConfig:
+        if self.target_base >= self.trigger_base:
+            raise ValueError("target_base must be < trigger_base")
+        return self
+
+
+class InventoryConfig(_Section):
+    soft_cap_enabled: bool = True
+    soft_cap_base: Decimal = Field(default=Decimal("0.05"), gt=0)  # analysis: 0.05
+    # Size on the side that would add to the position above the soft cap (left open): halve it.
+    soft_cap_size_mult: float = Field(default=0.5, gt=0, le=1)
+    asymmetric_enabled: bool = True
+    asymmetric_base: Decimal = Field(default=Decimal("0.01"), gt=0)  # analysis: 0.01
+    spread_bonus_enabled: bool = True
+    # (threshold, bps) tiers, strictly above the threshold. Analysis: 0.01/0.02/0.03 -> 2/4/6.
+    spread_bonus_tiers: tuple[tuple[Decimal, float], ...] = (
+        (Decimal("0.01"), 2.0),
+        (Decimal("0.02"), 4.0),
+        (Decimal("0.03"), 6.0),
+    )
+    size_reduction_enabled: bool = True
+    # Analysis: x0.75 above 0.01, x0.5 above 0.02.
+    size_reduction_tiers: tuple[tuple[Decimal, float], ...] = (
+        (Decimal("0.01"), 0.75),
+        (Decimal("0.02"), 0.5),
+    )
+
+    @model_validator(mode="after")
+    def _tiers(self) -> InventoryConfig:
+        for name in ("spread_bonus_tiers", "size_reduction_tiers"):
+            levels = [t for t, _ in getattr(self, name)]
+            if levels != sorted(levels) or any(t < 0 for t in levels):
+                raise ValueError(f"{name} thresholds must be non-negative and ascending")
+        return self
+
+
+class StrategyConfig(_Section):
+    quoting: QuotingConfig = QuotingConfig()
+    pnl_guard: PnlGuardConfig = PnlGuardConfig()
+    volatility: VolatilityConfig = VolatilityConfig()
+    regime: RegimeConfig = RegimeConfig()
+    trend: TrendConfig = TrendConfig()
+    spreads: SpreadConfig = SpreadConfig()
+    hedger: HedgerConfig = HedgerConfig()
+    inventory: InventoryConfig = InventoryConfig()
+
+
+class VenueConfig(_Section):
+    """The paper venue (see connectors/paper_venue.py for the queue assumption)."""
+
+    # 50 ms order entry and cancel latency: a typical co-located-less cloud round trip.
+    order_latency_ms: float = Field(default=50.0, ge=0)
+    cancel_latency_ms: float = Field(default=50.0, ge=0)
+    # Share of a public trade at exactly our price that we take (1.0 = front of queue; quotes are
+    # posted several bps from the touch, so they normally join a level before it becomes the touch).
+    at_price_fill_ratio: Decimal = Field(default=Decimal("1"), ge=0, le=1)
+
+
+class ReplayConfig(_Section):
+    # One timeline row per market per second of event time: 6 minutes of BTC stay ~400 rows.
+    timeline_interval_s: float = Field(default=1.0, gt=0)
+    # Events handed to the flow per batch; any value gives identical outputs (tested).
+    batch_size: int = Field(default=1024, ge=1, le=1_000_000)
+    workers: int = Field(default=1, ge=1, le=64)
+
+
+class KafkaConfig(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    market_data_topic: str = "mmflow.marketdata"
+    fills_topic: str = "mmflow.fills"
+    intents_topic: str = "mmflow.intents"
+    dead_letter_topic: str = "mmflow.deadletter"
+    control_topic: str = "mmflow.control"
+    group_id: str = "mmflow"
+    # Passed through to librdkafka verbatim (security.protocol, sasl.*, ssl.*, ...).
+    extra: dict[str, str] = Field(default_factory=dict)
+
+
+class MetricsConfig(_Section):
+    port: int | None = Field(default=None, ge=0, le=65535)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MMFLOW_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    preset: Literal["phase1", "phase2", "custom"] = "phase2"
+    markets: dict[str, InstrumentSpec] = Field(default_factory=_default_markets)
+    strategy: StrategyConfig = StrategyConfig()
+    venue: VenueConfig = VenueConfig()
+    replay: ReplayConfig = ReplayConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init carries preset + YAML + --set already merged in the right order (see load_settings),
+        # environment variables sit between YAML and --set.
+        return (init_settings, env_settings)
+
+
+#: Phase 1 runs the six systems already live plus FIFO accounting (issue systems 1-7); phase 2
+#: adds the analysis' three missing pieces.
+PRESETS: dict[str, dict[str, Any]] = {
+    "phase1": {
+        "preset": "phase1",
+        "strategy": {
+            "inventory": {
+                "asymmetric_enabled": False,
+                "spread_bonus_enabled": False,
+                "size_reduction_enabled": False,
+            }
+        },
+    },
+    "phase2": {"preset": "phase2"},
+}
+
+
+class ConfigError(ValueError):
+    """Bad configuration; the message names the field and the allowed range."""
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_set(items: list[str] | None) -> dict[str, Any]:
+    """Turn ``a.b.c=value`` strings into a nested dict; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects dotted.key=value, got {item!r}")
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        value = yaml.safe_load(raw) if raw.strip() else raw
+        # Keep decimals exact: YAML floats would round-trip through binary.
+        node[parts[-1]] = raw.strip() if isinstance(value, float) else value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def _env_keys() -> set[str]:
+    import os
+
+    return {k for k in os.environ if k.startswith("MMFLOW_")}
+
+
+def load_settings(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> Settings:
+    """Build the settings from preset < YAML < environment < overrides, or raise ConfigError."""
+    data: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"preset: unknown {preset!r}, expected one of {sorted(PRESETS)}")
+        data = deep_merge(data, PRESETS[preset])
+    if config_file is not None:
+        data = deep_merge(data, _read_yaml(Path(config_file)))
+    set_data = overrides if isinstance(overrides, dict) else parse_set(overrides)
+    try:
+        if _env_keys():
+            # Environment beats YAML/preset: validate once without init to read env, then merge.
+            env_only = Settings().model_dump(exclude_unset=True)
+            data = deep_merge(data, env_only)
+        return Settings(**deep_merge(data, set_data))
+    except ValidationError as err:
+        raise ConfigError(_describe(err)) from None
+
+
+def _describe(err: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for e in err.errors(include_url=False):
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)

@@ -1,0 +1,148 @@
+"""Events in and intents out: the typed vocabulary shared by every part of mmflow.
+
+Each type is a plain slotted dataclass so the hot path can build one for the cost of a tuple;
+the same class doubles as the wire schema through pydantic's ``TypeAdapter``, so a record from
+Kafka is validated by exactly the definition the strategy consumes. Money is ``Decimal``;
+timestamps are integer microseconds since the Unix epoch (the Tardis convention).
+
+The wire form is JSON, one object per message, with ``"v"`` (schema version) and ``"type"``
+(the discriminator) and every decimal written as a string so no binary float ever touches a
+price. See ``docs/wire-format.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+SCHEMA_VERSION = 1
+
+Side = Literal["buy", "sell"]
+PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False, max_digits=38)]
+FiniteDecimal = Annotated[Decimal, Field(allow_inf_nan=False, max_digits=38)]
+Micros = Annotated[int, Field(ge=0, lt=10**17)]
+Name = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class BookTick:
+    """Top of book: the best bid and ask with their sizes."""
+
+    market: Name
+    ts_exchange: Micros
+    ts_recv: Micros
+    bid_px: PositiveDecimal
+    bid_qty: PositiveDecimal
+    ask_px: PositiveDecimal
+    ask_qty: PositiveDecimal
+    type: Literal["book"] = "book"
+    v: Literal[1] = 1
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class Trade:
+    """A public trade; ``side`` is the taker's side (``sell`` hit the bids)."""
+
+    market: Name
+    ts_exchange: Micros
+    ts_recv: Micros
+    trade_id: Annotated[str, Field(max_length=128)]
+    side: Side
+    px: PositiveDecimal
+    qty: PositiveDecimal
+    type: Literal["trade"] = "trade"
+    v: Literal[1] = 1
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class Fill:
+    """One of our own executions. ``fee`` is in quote currency; negative is a rebate."""
+
+    market: Name
+    ts: Micros
+    fill_id: Annotated[str, Field(min_length=1, max_length=128)]
+    intent_id: Annotated[str, Field(max_length=128)]
+    side: Side
+    px: PositiveDecimal
+    qty: PositiveDecimal
+    fee: FiniteDecimal
+    liquidity: Literal["maker", "taker"]
+    source: Literal["maker", "hedge"]
+    type: Literal["fill"] = "fill"
+    v: Literal[1] = 1
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class QuoteIntent:
+    """The complete set of resting quotes wanted for a market; it replaces the previous one.
+
+    A side that is ``None`` is to be cancelled. ``reasons`` names every rule that shaped it, so a
+    person reading the intent log can tell why a bid is missing or a spread is wide.
+    """
+
+    market: str
+    ts: int
+    intent_id: str
+    bid_px: Decimal | None
+    bid_qty: Decimal | None
+    ask_px: Decimal | None
+    ask_qty: Decimal | None
+    best_bid: Decimal
+    best_ask: Decimal
+    inventory: Decimal
+    reasons: tuple[str, ...] = ()
+    type: Literal["quote"] = "quote"
+    v: Literal[1] = 1
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class HedgeIntent:
+    """An immediate-or-cancel order that takes liquidity to bring inventory back to target."""
+
+    market: str
+    ts: int
+    intent_id: str
+    side: Side
+    qty: Decimal
+    limit_px: Decimal
+    best_bid: Decimal
+    best_ask: Decimal
+    inventory: Decimal
+    tif: Literal["IOC"] = "IOC"
+    reasons: tuple[str, ...] = ()
+    type: Literal["hedge"] = "hedge"
+    v: Literal[1] = 1
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class CancelAllIntent:
+    """Pull every resting order of a market (stale data, a halt, the kill switch)."""
+
+    market: str
+    ts: int
+    intent_id: str
+    best_bid: Decimal | None = None
+    best_ask: Decimal | None = None
+    inventory: Decimal = Decimal(0)
+    reasons: tuple[str, ...] = ()
+    type: Literal["cancel_all"] = "cancel_all"
+    v: Literal[1] = 1
+
+
+MarketEvent = BookTick | Trade
+InputEvent = BookTick | Trade | Fill
+Intent = QuoteIntent | HedgeIntent | CancelAllIntent
+
+
+@dataclass(slots=True, kw_only=True)
+class DeadLetter:
+    """A record the flow refused, kept whole with the reason so nothing is lost."""
+
+    source: str
+    reason: str
+    raw: bytes
+    market: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,74 @@
+"""Per-market run statistics: the analysis' validation metrics, computed while replaying.
+
+Kept apart from the strategy so that measuring never changes a decision.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from mmflow.models import Fill, Intent
+
+#: |inventory| thresholds for the time-share metric (the analysis wants "mostly under 0.01").
+INVENTORY_BANDS: tuple[Decimal, ...] = (Decimal("0.01"), Decimal("0.02"), Decimal("0.05"))
+ZERO = Decimal(0)
+
+
+class MarketStats:
+    __slots__ = (
+        "books", "trades", "maker_fills", "hedge_fills", "fees", "hedge_volume", "hedge_cost",
+        "max_abs_inventory", "quote_intents", "hedge_intents", "cancel_intents",
+        "first_us", "last_us", "band_us", "_abs_inv",
+    )
+
+    def __init__(self) -> None:
+        self.books = self.trades = self.maker_fills = self.hedge_fills = 0
+        self.quote_intents = self.hedge_intents = self.cancel_intents = 0
+        self.fees = self.hedge_volume = self.hedge_cost = self.max_abs_inventory = ZERO
+        self.first_us: int | None = None
+        self.last_us = 0
+        self.band_us = [0] * len(INVENTORY_BANDS)
+        self._abs_inv = ZERO
+
+    def advance(self, now_us: int) -> None:
+        """Credit the time since the last event to the inventory held during it."""
+        if self.first_us is None:
+            self.first_us = self.last_us = now_us
+            return
+        dt = now_us - self.last_us
+        if dt <= 0:
+            return
+        for i, band in enumerate(INVENTORY_BANDS):
+            if self._abs_inv <= band:
+                self.band_us[i] += dt
+        self.last_us = now_us
+
+    def on_fill(self, fill: Fill, inventory_after: Decimal, mid: Decimal | None) -> None:
+        self.fees += fill.fee
+        if fill.source == "hedge":
+            self.hedge_fills += 1
+            self.hedge_volume += fill.qty
+            # Cost of hedging: the fee plus how far from the mid we crossed.
+            slip = abs(fill.px - mid) * fill.qty if mid is not None else ZERO
+            self.hedge_cost += fill.fee + slip
+        else:
+            self.maker_fills += 1
+        self._abs_inv = abs(inventory_after)
+        if self._abs_inv > self.max_abs_inventory:
+            self.max_abs_inventory = self._abs_inv
+
+    def on_intent(self, intent: Intent) -> None:
+        kind = intent.type
+        if kind == "quote":
+            self.quote_intents += 1
+        elif kind == "hedge":
+            self.hedge_intents += 1
+        else:
+            self.cancel_intents += 1
+
+    def time_shares(self) -> dict[str, float]:
+        total = self.last_us - (self.first_us or 0)
+        return {
+            str(band): (round(us / total, 6) if total > 0 else 1.0)
+            for band, us in zip(INVENTORY_BANDS, self.band_us, strict=True)
+        }

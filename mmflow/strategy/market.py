@@ -1,0 +1,262 @@
+"""One market's maker: every rule of the analysis composed into a single decision per event.
+
+``MarketMaker`` owns all per-market state (book, volatility, trend, regime, FIFO inventory, guards,
+hedger, fill de-duplication) and turns events into intents. It is a plain object: a dataflow
+holds one per market key, a benchmark drives it in a loop, a unit test calls it by hand.
+
+The decision order, on each book change (and after fills, and when a timer expires):
+1. guards: PnL guard from FIFO realized PnL, trend cooldown, volatility regime;
+2. hedger: an IOC when |inventory| is past the trigger;
+3. quote: spread = volatility spread + regime + trend + PnL guard + inventory bonus; size =
+   base x volatility x PnL guard x inventory reduction (x soft cap on the adding side); sides
+   allowed by asymmetric quoting and the trend bid pause; priced off the mid and post-only;
+   sent only when it differs materially from the quote already resting.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from decimal import Decimal
+
+from mmflow.config import InstrumentSpec, StrategyConfig
+from mmflow.models import BookTick, Fill, HedgeIntent, Intent, QuoteIntent, Trade
+from mmflow.strategy import inventory as inv_rules
+from mmflow.strategy.fifo import FifoBook
+from mmflow.strategy.hedger import Hedger
+from mmflow.strategy.pnl_guard import PnlGuard
+from mmflow.strategy.quoting import floor_to, moved, price_quotes
+from mmflow.strategy.regime import RegimeSwitch
+from mmflow.strategy.spreads import vol_spread
+from mmflow.strategy.trend import TrendFilter
+from mmflow.strategy.volatility import MidSampler, RealizedVolatility
+
+_TWO = Decimal(2)
+
+
+class FillDedup:
+    """Remembers the last ``capacity`` fill ids, so a replayed or duplicated fill counts once.
+
+    Duplicates come from a resumed source re-reading its last batch, so a bounded window is
+    enough and keeps state size flat however long the market runs.
+    """
+
+    __slots__ = ("order", "ids")
+
+    def __init__(self, capacity: int = 512) -> None:
+        self.order: deque[str] = deque(maxlen=capacity)
+        self.ids: set[str] = set()
+
+    def seen(self, fill_id: str) -> bool:
+        """Record ``fill_id``; return True when it was already there."""
+        if fill_id in self.ids:
+            return True
+        if len(self.order) == self.order.maxlen:
+            self.ids.discard(self.order[0])
+        self.order.append(fill_id)
+        self.ids.add(fill_id)
+        return False
+
+
+class MarketMaker:
+    def __init__(self, market: str, spec: InstrumentSpec, cfg: StrategyConfig) -> None:
+        self.market = market
+        self.spec = spec
+        self.cfg = cfg
+        self.fifo = FifoBook()
+        self.pnl_guard = PnlGuard(cfg.pnl_guard)
+        self.sampler = MidSampler(cfg.volatility.sample_interval_s)
+        self.vol = RealizedVolatility(cfg.volatility, cfg.volatility.min_returns)
+        self.regime = RegimeSwitch(cfg.regime)
+        self.trend = TrendFilter(cfg.trend)
+        self.hedger = Hedger(cfg.hedger, spec)
+        self.dedup = FillDedup()
+        self.best_bid: Decimal | None = None
+        self.best_ask: Decimal | None = None
+        self.mid: Decimal | None = None
+        self.now_us = 0
+        self.seq = 0
+        self.last_quote: QuoteIntent | None = None
+        self.pnl_active = False
+        self.trend_active = False
+        self.quoted_spread_bps = 0.0
+        self._dirty = True
+        self._wake_us: int | None = None
+        q = cfg.quoting
+        self._price_tol = Decimal(repr(q.refresh_tolerance_bps)) / 10_000
+        self._size_tol = Decimal(repr(q.refresh_size_tolerance))
+
+    # -- state read by metrics and the timeline -------------------------------------------------
+    @property
+    def inventory(self) -> Decimal:
+        return self.fifo.position
+
+    @property
+    def realized(self) -> Decimal:
+        return self.fifo.realized
+
+    # -- events ---------------------------------------------------------------------------------
+    def on_book(self, tick: BookTick) -> list[Intent]:
+        now = tick.ts_recv
+        bid, ask = tick.bid_px, tick.ask_px
+        if bid != self.best_bid or ask != self.best_ask:
+            self.best_bid, self.best_ask = bid, ask
+            self.mid = (bid + ask) / _TWO
+            self._dirty = True
+        self._clock(now)
+        if not self._dirty and (self._wake_us is None or now < self._wake_us):
+            return []
+        return self._decide(now)
+
+    def on_trade(self, trade: Trade) -> list[Intent]:
+        """Public trades move the clock only; the paper venue is what matches them."""
+        self._clock(trade.ts_recv)
+        if self.mid is None or (not self._dirty and (self._wake_us is None or self.now_us < self._wake_us)):
+            return []
+        return self._decide(self.now_us)
+
+    def book_fill(self, fill: Fill) -> bool:
+        """Account for a fill once; return False for a duplicate (already booked)."""
+        if self.dedup.seen(fill.fill_id):
+            return False
+        self.fifo.apply(fill.side, fill.px, fill.qty, fill.fee)
+        # The venue consumed (part of) a resting order: the next decision must re-send the quote.
+        self.last_quote = None
+        self._dirty = True
+        return True
+
+    def on_fill(self, fill: Fill) -> list[Intent]:
+        """Book a fill that arrived on its own (live or recorded) and decide again right away."""
+        if not self.book_fill(fill):
+            return []
+        return self.decide(max(self.now_us, fill.ts))
+
+    def decide(self, now: int) -> list[Intent]:
+        """Decide at ``now`` whatever the cached state says (after a fill, a control command)."""
+        if now > self.now_us:
+            self.now_us = now
+        return self._decide(self.now_us) if self.mid is not None else []
+
+    # -- internals ------------------------------------------------------------------------------
+    def _clock(self, now: int) -> None:
+        if now > self.now_us:
+            self.now_us = now
+        if self.mid is not None and self.sampler.due(now):
+            self._sample(now)
+
+    def _sample(self, now: int) -> None:
+        fmid = float(self.mid)  # type: ignore[arg-type]
+        vol = self.vol.add_sample(fmid)
+        self.trend.add_sample(now, fmid)
+        self.regime.update(vol)
+        self._dirty = True
+
+    def _next_id(self) -> str:
+        self.seq += 1
+        return f"{self.market}-{self.seq:09d}"
+
+    def _decide(self, now: int) -> list[Intent]:
+        self._dirty = False
+        self._wake_us = None
+        bid, ask, mid = self.best_bid, self.best_ask, self.mid
+        if bid is None or ask is None or mid is None or not self.vol.warm:
+            return []
+        cfg = self.cfg
+        inventory = self.fifo.position
+        self.pnl_active = self.pnl_guard.update(self.fifo.realized, now)
+        self.trend_active = self.trend.active(now)
+        out: list[Intent] = []
+
+        plan = self.hedger.plan(inventory, bid, ask, now)
+        if plan is not None:
+            out.append(
+                HedgeIntent(
+                    market=self.market, ts=now, intent_id=self._next_id(), side=plan.side,  # type: ignore[arg-type]
+                    qty=plan.qty, limit_px=plan.limit_px, best_bid=bid, best_ask=ask,
+                    inventory=inventory, reasons=(f"inventory>{cfg.hedger.trigger_base}",),
+                )
+            )
+        quote = self._quote(now, inventory, bid, ask, mid)
+        if quote is not None:
+            out.append(quote)
+        self._schedule_wake(now, inventory)
+        return out
+
+    def _quote(self, now: int, inventory: Decimal, bid: Decimal, ask: Decimal, mid: Decimal) -> QuoteIntent | None:
+        cfg = self.cfg
+        inv_cfg = cfg.inventory
+        reasons: list[str] = []
+        spread, size_mult = vol_spread(cfg.spreads, self.vol.value_bps)
+        if self.regime.state == 0 and cfg.regime.enabled:
+            spread += self.regime.widen_bps()
+            reasons.append("regime:defensive")
+        if self.trend_active:
+            spread += cfg.trend.widen_bps
+            reasons.append("trend_guard")
+        if self.pnl_active:
+            spread += cfg.pnl_guard.widen_bps
+            size_mult *= cfg.pnl_guard.size_mult
+            reasons.append("pnl_guard")
+        bonus = inv_rules.spread_bonus_bps(inv_cfg, inventory)
+        if bonus:
+            spread += bonus
+            reasons.append(f"inventory_spread+{bonus:g}bps")
+        reduction = inv_rules.size_reduction(inv_cfg, inventory)
+        if reduction != 1.0:
+            size_mult *= reduction
+            reasons.append(f"inventory_size_x{reduction:g}")
+        allow_bid, allow_ask = inv_rules.quotable_sides(inv_cfg, inventory)
+        if not (allow_bid and allow_ask):
+            reasons.append("asymmetric:" + ("ask_only" if allow_ask else "bid_only"))
+        if self.trend_active and cfg.trend.pause_bids and allow_bid:
+            allow_bid = False
+            reasons.append("trend_bid_pause")
+        bid_cap, ask_cap = inv_rules.soft_cap(inv_cfg, inventory)
+        if bid_cap != 1.0 or ask_cap != 1.0:
+            reasons.append("soft_cap")
+
+        bid_px, ask_px, clamped = price_quotes(mid, bid, ask, spread, self.spec.tick_size)
+        if clamped:
+            reasons.append("post_only_clamp")
+        bid_qty = self._size(size_mult * bid_cap) if allow_bid else None
+        ask_qty = self._size(size_mult * ask_cap) if allow_ask else None
+        self.quoted_spread_bps = spread
+        new_bid = bid_px if bid_qty is not None else None
+        new_ask = ask_px if ask_qty is not None else None
+        if not self._material(new_bid, bid_qty, new_ask, ask_qty):
+            return None
+        quote = QuoteIntent(
+            market=self.market, ts=now, intent_id=self._next_id(),
+            bid_px=new_bid, bid_qty=bid_qty, ask_px=new_ask, ask_qty=ask_qty,
+            best_bid=bid, best_ask=ask, inventory=inventory, reasons=tuple(reasons),
+        )
+        self.last_quote = quote
+        return quote
+
+    def _size(self, mult: float) -> Decimal | None:
+        qty = floor_to(self.cfg.quoting.base_size * Decimal(repr(round(mult, 6))), self.spec.lot_size)
+        return qty if qty >= self.spec.min_qty else None
+
+    def _material(self, bid_px: Decimal | None, bid_qty: Decimal | None,
+                  ask_px: Decimal | None, ask_qty: Decimal | None) -> bool:
+        last = self.last_quote
+        if last is None:
+            return True
+        return (
+            moved(last.bid_px, bid_px, self._price_tol)
+            or moved(last.ask_px, ask_px, self._price_tol)
+            or moved(last.bid_qty, bid_qty, self._size_tol)
+            or moved(last.ask_qty, ask_qty, self._size_tol)
+        )
+
+    def _schedule_wake(self, now: int, inventory: Decimal) -> None:
+        """Remember the next instant at which time alone could change the decision."""
+        times = []
+        if self.trend_active:
+            times.append(self.trend.until_us)
+        guard = self.pnl_guard.next_change_us()
+        if guard is not None and guard > now:
+            times.append(guard)
+        last = self.hedger.last_us
+        if last is not None and abs(inventory) > self.cfg.hedger.trigger_base:
+            times.append(last + self.hedger._cooldown_us)
+        self._wake_us = min(times) if times else None
