@@ -60,9 +60,19 @@ def _normalise(df: pl.DataFrame) -> pl.DataFrame:
             pl.col("id").cast(pl.Utf8).alias("trade_id"), pl.col("side"),
             pl.col("price").alias("px"), pl.col("amount").alias("qty"),
         )
+    if {"fill_id", "price", "fee"} <= cols and "type" not in cols:  # our fills.parquet
+        df = df.rename({"price": "px"}).with_columns(pl.lit("fill").alias("type"))
+        cols = set(df.columns)
     if "type" in cols and "market" in cols:
-        return df.with_columns(pl.col(c).cast(pl.Utf8) for c in _DEC if c in cols)
+        return df.with_columns(_text(c) for c in _DEC if c in cols)
     raise ValueError(f"unrecognised columns {sorted(cols)}: expected Tardis quotes/trades or an mmflow recording")
+
+
+def _text(col: str) -> pl.Expr:
+    """A decimal column as minimal exact text ("61800.300000" -> "61800.3")."""
+    s = pl.col(col).cast(pl.Utf8)
+    trimmed = s.str.strip_chars_end("0").str.strip_chars_end(".")
+    return pl.when(s.str.contains(".", literal=True)).then(trimmed).otherwise(s).alias(col)
 
 
 def _checks(df: pl.DataFrame, markets: Iterable[str] | None) -> list[tuple[pl.Expr, str]]:
