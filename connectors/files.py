@@ -155,6 +155,34 @@ def merge_arrival(streams: Sequence[Sequence[InputEvent]]) -> list[InputEvent]:
     return merged
 
 
+def read_journal(path: str | Path) -> list[tuple[Fill, int]]:
+    """Fills as a live flow booked them, each with the count of its market's events before it."""
+    df = pl.read_parquet(path)
+    fills = _to_events(_normalise(df.drop("after_events")))
+    return list(zip(fills, df.get_column("after_events").to_list(), strict=True))  # type: ignore[arg-type]
+
+
+def merge_journal(market_events: Sequence[InputEvent], journal: Sequence[tuple[Fill, int]]) -> list[InputEvent]:
+    """Put each journalled fill back after exactly the market events the live flow had seen."""
+    pending: dict[str, list[tuple[int, Fill]]] = {}
+    for fill, after in journal:
+        pending.setdefault(fill.market, []).append((after, fill))
+    for fills in pending.values():
+        fills.reverse()  # pop() from the end = journal order
+    seen: dict[str, int] = {}
+    out: list[InputEvent] = []
+    for event in market_events:
+        m = event.market
+        queue = pending.get(m)
+        while queue and queue[-1][0] <= seen.get(m, 0):
+            out.append(queue.pop()[1])
+        out.append(event)
+        seen[m] = seen.get(m, 0) + 1
+    for queue in pending.values():
+        out.extend(f for _, f in reversed(queue))
+    return out
+
+
 def events_frame(events: Iterable[InputEvent]) -> pl.DataFrame:
     """Events as a recording table: wire field names, decimals as exact strings."""
     rows = []

@@ -56,6 +56,10 @@ def make_decoder(settings: Settings, metrics: Metrics) -> Callable[[list[Any]], 
             if isinstance(item, DeadLetter):
                 out.append(("dead", item))
                 continue
+            if hasattr(item, "err") and hasattr(item, "msg"):  # a consumer error from KafkaSource
+                raw, source = raw_bytes(item.msg)
+                out.append(("dead", DeadLetter(source=source, reason=f"kafka error: {item.err}", raw=raw)))
+                continue
             if hasattr(item, "market") and hasattr(item, "type"):
                 event = item  # already typed and validated in bulk (files, synthetic data)
             else:
@@ -127,11 +131,13 @@ def build_flow(
     metrics: Metrics,
     paper: bool = True,
     flow_id: str = "mmflow",
+    route: Callable[[tuple[str, Any]], Any] | None = None,
 ) -> Dataflow:
     """The dataflow; every output reaches ``sink`` as ``(kind, payload)``.
 
     Kinds: ``intent``, ``fill`` (paper venue), ``timeline``, ``summary`` (at end of input) and
-    ``dead`` (refused records, with their reason).
+    ``dead`` (refused records, with their reason), ``journal`` (input fills with their position).
+    ``route``, when given, turns each output into what ``sink`` takes, or None to drop it.
     """
     flow = Dataflow(flow_id)
     raw = op.input("input", flow, source)
@@ -144,6 +150,8 @@ def build_flow(
     )
     outputs = op.map("drop_key", stepped, lambda kv: kv[1])
     merged = op.merge("all_outputs", outputs, split.falses)
+    if route is not None:
+        merged = op.filter_map("route", merged, route)
     op.output("out", merged, sink)
     return flow
 

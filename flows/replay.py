@@ -20,7 +20,7 @@ from bytewax.run import cli_main
 from bytewax.testing import run_main
 from tqdm import tqdm
 
-from connectors.files import dead_letters_frame, merge_arrival, read_events
+from connectors.files import dead_letters_frame, merge_arrival, merge_journal, read_events, read_journal
 from connectors.metrics import Metrics
 from connectors.sinks import KindSink
 from connectors.sources import EventListSource
@@ -94,13 +94,21 @@ class ReplayResult:
 def load_inputs(
     quotes: Sequence[str | Path], trades: Sequence[str | Path], fills: Sequence[str | Path], settings: Settings
 ) -> tuple[list[InputEvent], list[DeadLetter]]:
-    """Read every file, validate in bulk, merge by arrival time (see files.merge_arrival)."""
-    streams, dead = [], []
+    """Read every file, validate in bulk, merge by arrival time (see files.merge_arrival).
+
+    A fills file recorded from a live flow's journal (``after_events`` column) is merged by
+    position instead, which reproduces the live flow's order exactly.
+    """
+    streams, dead, journal = [], [], []
     for path in [*quotes, *trades, *fills]:
+        if str(path).endswith(".parquet") and "after_events" in pl.read_parquet_schema(path):
+            journal.extend(read_journal(path))
+            continue
         events, bad = read_events(path, settings.markets)
         streams.append(events)
         dead.extend(bad)
-    return merge_arrival(streams), dead
+    merged = merge_arrival(streams)
+    return (merge_journal(merged, journal) if journal else merged), dead
 
 
 class _Progress(EventListSource):

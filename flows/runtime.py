@@ -4,6 +4,7 @@ No Bytewax here either: the dataflow's step, the plain-loop benchmark and the te
 ``MarketRuntime.process`` the same way, so they cannot disagree.
 
 Outputs are ``(kind, payload)`` pairs: ``("intent", Intent)``, ``("fill", Fill)``,
+``("journal", (Fill, n))`` for a fill that arrived as input after the market's n-th market event,
 ``("timeline", dict)`` and, at the end, ``("summary", dict)``.
 
 Ordering inside one event (paper mode): the venue matches the event against the orders live
@@ -61,6 +62,8 @@ class MarketRuntime:
             intents = []
             if maker.book_fill(event):
                 self._count_fill(event, out)
+                # Where this fill fell among the market's events: replay re-inserts it there.
+                out.append(("journal", (event, stats.books + stats.trades)))
                 intents = maker.decide(now)
         if intents:
             self._emit(intents, out)

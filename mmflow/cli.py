@@ -75,6 +75,8 @@ def _serve_metrics(port: int | None) -> Any:
 def _load(args: argparse.Namespace, settings: Settings) -> list[Any]:
     from flows.replay import load_inputs
 
+    if not args.quotes and not args.trades:
+        raise ConfigError("give at least one of --quotes / --trades")
     events, dead = load_inputs(args.quotes, args.trades, args.fills or [], settings)
     return [*dead, *events]
 
@@ -147,9 +149,9 @@ def _common(p: argparse.ArgumentParser, preset_multi: bool = False) -> None:
 
 
 def _inputs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quotes", action="append", required=True, help="Tardis quotes CSV(.gz) or mmflow Parquet")
-    p.add_argument("--trades", action="append", required=True, help="Tardis trades CSV(.gz) or mmflow Parquet")
-    p.add_argument("--fills", action="append", help="recorded fills (faithful mode: no paper venue)")
+    p.add_argument("--quotes", action="append", default=[], help="Tardis quotes CSV(.gz) or an mmflow recording")
+    p.add_argument("--trades", action="append", default=[], help="Tardis trades CSV(.gz) or an mmflow recording")
+    p.add_argument("--fills", action="append", help="recorded fills or a live journal (faithful mode: no venue)")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -211,6 +211,8 @@ class KafkaConfig(_Section):
 
 class MetricsConfig(_Section):
     port: int | None = Field(default=None, ge=0, le=65535)
+    # Loopback by default (nothing exposed by accident); containers set 0.0.0.0.
+    host: str = "127.0.0.1"
 
 
 class Settings(BaseSettings):

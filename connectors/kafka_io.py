@@ -1,0 +1,97 @@
+"""Kafka edges: client settings, topic creation, the flow's source and sink, plain producers.
+
+Connection settings pass through to librdkafka unchanged (``kafka.extra`` in the settings, e.g.
+``security.protocol``, ``sasl.mechanism``, ``sasl.username``, ``sasl.password``, ``ssl.*``);
+``redacted`` is what may be logged. Every message is keyed by market, so one market's events stay
+in one partition and in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource
+from confluent_kafka import OFFSET_BEGINNING, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from mmflow.config import KafkaConfig
+from mmflow.wire import encode
+
+_SECRET_HINTS = ("password", "secret", "token", "key")
+
+
+def client_config(cfg: KafkaConfig, **more: str) -> dict[str, str]:
+    conf = {"bootstrap.servers": cfg.bootstrap_servers, **cfg.extra}
+    conf.update(more)
+    return conf
+
+
+def redacted(conf: dict[str, Any]) -> dict[str, Any]:
+    """The config with anything secret-looking masked, for logs and error messages."""
+    return {k: ("***" if any(h in k.lower() for h in _SECRET_HINTS) else v) for k, v in conf.items()}
+
+
+def all_topics(cfg: KafkaConfig) -> list[str]:
+    return [cfg.market_data_topic, cfg.fills_topic, cfg.intents_topic, cfg.dead_letter_topic,
+            cfg.control_topic, journal_topic(cfg)]
+
+
+def journal_topic(cfg: KafkaConfig) -> str:
+    return cfg.fills_topic + ".journal"
+
+
+def create_topics(cfg: KafkaConfig, partitions: int, topics: Iterable[str] | None = None) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
+    admin = AdminClient(client_config(cfg))
+    existing = set(admin.list_topics(timeout=10).topics)
+    wanted = [t for t in (topics or all_topics(cfg)) if t not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted])
+    for future in futures.values():
+        future.result(timeout=30)
+    return wanted
+
+
+def flow_source(cfg: KafkaConfig, tail: bool = True, batch_size: int = 1000) -> KafkaSource:
+    """Market data and fills, from the beginning (or the recovery offsets when resuming)."""
+    return KafkaSource(
+        brokers=cfg.bootstrap_servers.split(","),
+        topics=[cfg.market_data_topic, cfg.fills_topic],
+        tail=tail,
+        starting_offset=OFFSET_BEGINNING,
+        add_config=dict(cfg.extra),
+        batch_size=batch_size,
+        raise_on_errors=False,
+    )
+
+
+def to_message(cfg: KafkaConfig, item: tuple[str, Any], publish_fills: bool = False) -> KafkaSinkMessage | None:
+    """Route one flow output to its topic; outputs with no topic (timeline, summary) return None.
+
+    Fills are published only when the paper venue runs inside the flow; fills the flow consumed
+    from the fills topic must not be written back to it.
+    """
+    kind, payload = item
+    if kind == "intent":
+        return KafkaSinkMessage(payload.market.encode(), encode(payload), topic=cfg.intents_topic)
+    if kind == "fill" and publish_fills:
+        return KafkaSinkMessage(payload.market.encode(), encode(payload), topic=cfg.fills_topic)
+    if kind == "journal":
+        fill, after = payload
+        value = encode(fill)[:-1] + b',"after_events":' + str(after).encode() + b"}"
+        return KafkaSinkMessage(fill.market.encode(), value, topic=journal_topic(cfg))
+    if kind == "dead":
+        headers = [("reason", payload.reason.encode()), ("source", payload.source.encode())]
+        key = payload.market.encode() if payload.market else None
+        return KafkaSinkMessage(key, payload.raw, topic=cfg.dead_letter_topic, headers=headers)
+    return None
+
+
+def flow_sink(cfg: KafkaConfig) -> KafkaSink:
+    return KafkaSink(brokers=cfg.bootstrap_servers.split(","), topic=None, add_config=dict(cfg.extra))
+
+
+def producer(cfg: KafkaConfig, **more: str) -> Producer:
+    return Producer(client_config(cfg, **{"linger.ms": "5", "compression.type": "lz4", **more}))

@@ -1,0 +1,77 @@
+"""``mmflow record``: the topics of a live session, written to Parquet in arrival order.
+
+Each partition is read from the beginning until the topic has been idle for ``idle_s``; one
+market lives in one partition, so its order is kept exactly. Outputs: ``marketdata.parquet``
+(our recording format), ``journal.parquet`` (fills as the flow booked them, with
+``after_events``) and ``intents.parquet`` (what the live flow decided).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+import polars as pl
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from connectors.files import events_frame
+from connectors.kafka_io import client_config, journal_topic
+from mmflow.config import KafkaConfig
+from mmflow.wire import WireError, decode_input, decode_intent
+
+
+def read_topic(cfg: KafkaConfig, topic: str, idle_s: float = 3.0) -> list[bytes]:
+    """Every value of ``topic``, partition by partition, from the beginning."""
+    consumer = Consumer(client_config(cfg, **{"group.id": f"{cfg.group_id}-recorder", "enable.auto.commit": "false",
+                                              "enable.partition.eof": "true"}))
+    meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    if meta is None or meta.error is not None:
+        consumer.close()
+        return []
+    values: dict[int, list[bytes]] = {p: [] for p in meta.partitions}
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+    done: set[int] = set()
+    last = time.monotonic()
+    while len(done) < len(values) and time.monotonic() - last < idle_s:
+        for msg in consumer.consume(1000, 0.2):
+            if msg.error():
+                if msg.error().code() == -191:  # partition EOF
+                    done.add(msg.partition())
+                continue
+            values[msg.partition()].append(msg.value())
+            done.discard(msg.partition())
+            last = time.monotonic()
+    consumer.close()
+    return [v for p in sorted(values) for v in values[p]]
+
+
+def _journal_frame(values: list[bytes]) -> pl.DataFrame:
+    rows = []
+    for raw in values:
+        obj = orjson.loads(raw)
+        after = obj.pop("after_events")
+        fill = decode_input(orjson.dumps(obj))
+        rows.append({**{k: (str(v) if k in ("px", "qty", "fee") else v) for k, v in
+                        ((f, getattr(fill, f)) for f in fill.__dataclass_fields__)}, "after_events": after})
+    return pl.DataFrame(rows) if rows else pl.DataFrame(schema={"type": pl.Utf8, "market": pl.Utf8,
+                                                               "after_events": pl.Int64})
+
+
+def record(cfg: KafkaConfig, out: Path, idle_s: float = 3.0) -> dict[str, Path]:
+    from flows.replay import INTENT_SCHEMA, _frame, intent_row
+
+    out.mkdir(parents=True, exist_ok=True)
+    events = []
+    for raw in read_topic(cfg, cfg.market_data_topic, idle_s):
+        try:
+            events.append(decode_input(raw))
+        except WireError:
+            continue  # the flow dead-lettered it too; it made no decision
+    paths = {"marketdata": out / "marketdata.parquet", "journal": out / "journal.parquet",
+             "intents": out / "intents.parquet"}
+    events_frame(events).write_parquet(paths["marketdata"])
+    _journal_frame(read_topic(cfg, journal_topic(cfg), idle_s)).write_parquet(paths["journal"])
+    intents = [decode_intent(raw) for raw in read_topic(cfg, cfg.intents_topic, idle_s)]
+    _frame([intent_row(i) for i in intents], INTENT_SCHEMA).write_parquet(paths["intents"])
+    return paths

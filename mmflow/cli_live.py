@@ -1,0 +1,145 @@
+"""The live commands: topics, feed, run, venue, record (all on Kafka)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mmflow.config import Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    data = list(args.set or [])
+    if getattr(args, "bootstrap", None):
+        data.append(f"kafka.bootstrap_servers={args.bootstrap}")
+    return load_settings(args.preset, args.config, data)
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from connectors.kafka_io import create_topics
+
+    created = create_topics(_settings(args).kafka, args.partitions)
+    print(f"created {created or 'nothing (all exist)'}")
+    return 0
+
+
+def cmd_feed(args: argparse.Namespace) -> int:
+    """Publish a recording to the market-data topic, paced or as fast as possible."""
+    from connectors.kafka_io import producer
+    from flows.replay import load_inputs
+    from mmflow.models import Fill
+    from mmflow.wire import encode
+
+    settings = _settings(args)
+    events, dead = load_inputs(args.quotes or [], args.trades or [], [], settings)
+    if dead:
+        print(f"feed: {len(dead)} invalid rows skipped (first: {dead[0].reason})", file=sys.stderr)
+    prod = producer(settings.kafka)
+    topic = settings.kafka.market_data_topic
+    start_wall = time.monotonic()
+    first_ts = None
+    for n, event in enumerate(events, 1):
+        if isinstance(event, Fill):
+            continue
+        if args.speed > 0:
+            first_ts = first_ts or event.ts_recv
+            due = (event.ts_recv - first_ts) / 1e6 / args.speed
+            delay = due - (time.monotonic() - start_wall)
+            if delay > 0:
+                time.sleep(delay)
+        while True:
+            try:
+                prod.produce(topic, key=event.market.encode(), value=encode(event))
+                break
+            except BufferError:
+                prod.poll(0.05)
+        if n % 10_000 == 0:
+            prod.poll(0)
+    prod.flush(60)
+    wall = time.monotonic() - start_wall
+    print(f"fed {len(events):,} events to {topic} in {wall:.2f} s")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The flow on Kafka through ``python -m bytewax.run``."""
+    env = dict(os.environ)
+    env["MMFLOW_RUN_PRESET"] = args.preset or ""
+    env["MMFLOW_RUN_CONFIG"] = args.config or ""
+    sets = list(args.set or [])
+    if args.bootstrap:
+        sets.append(f"kafka.bootstrap_servers={args.bootstrap}")
+    env["MMFLOW_RUN_SET"] = json.dumps(sets)
+    _settings(args)  # fail here, naming the field, rather than inside the workers
+    cmd = [sys.executable, "-m", "bytewax.run", "flows.live:build()", "-w", str(args.workers)]
+    if args.process_id is not None:
+        cmd += ["-i", str(args.process_id), "-a", args.addresses]
+    if args.metrics_port is not None:
+        env["MMFLOW_RUN_METRICS_PORT"] = str(args.metrics_port + (args.process_id or 0))
+    if args.recovery_dir:
+        cmd += ["-r", args.recovery_dir, "-s", str(args.snapshot_interval), "-b", str(args.backup_interval)]
+    return subprocess.call(cmd, env=env)
+
+
+def cmd_venue(args: argparse.Namespace) -> int:
+    from connectors.metrics import get_metrics
+    from connectors.venue_service import VenueService
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = _settings(args)
+    if args.metrics_port is not None:
+        get_metrics().serve(args.metrics_port, settings.metrics.host)
+    VenueService(settings, group_id=args.group_id).run(args.seconds)
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from connectors.recorder import record
+
+    paths = record(_settings(args).kafka, Path(args.out), idle_s=args.idle)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        common(p)
+        p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: settings kafka.bootstrap_servers)")
+        p.set_defaults(func=fn)
+        return p
+
+    p = add("topics", cmd_topics, "create the Kafka topics")
+    p.add_argument("--partitions", type=int, default=4)
+
+    p = add("feed", cmd_feed, "publish a recording to the market-data topic")
+    p.add_argument("--quotes", action="append")
+    p.add_argument("--trades", action="append")
+    p.add_argument("--speed", type=float, default=0.0, help="x recorded pace; 0 = as fast as possible")
+
+    p = add("run", cmd_run, "run the flow on Kafka (python -m bytewax.run)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--process-id", type=int, help="this process' index in a cluster (-i)")
+    p.add_argument("--addresses", help='all processes, "host:port;host:port" (-a)')
+    p.add_argument("--metrics-port", type=int)
+    p.add_argument("--recovery-dir")
+    p.add_argument("--snapshot-interval", type=float, default=5.0)
+    p.add_argument("--backup-interval", type=float, default=0.0)
+
+    p = add("venue", cmd_venue, "paper-trading execution connector")
+    p.add_argument("--metrics-port", type=int)
+    p.add_argument("--group-id")
+    p.add_argument("--seconds", type=float, help="stop after this long (default: run until killed)")
+
+    p = add("record", cmd_record, "write the topics to Parquet for offline replay")
+    p.add_argument("--out", required=True)
+    p.add_argument("--idle", type=float, default=3.0, help="stop after this many seconds with no message")
