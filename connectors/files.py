@@ -72,7 +72,8 @@ def _text(col: str) -> pl.Expr:
     """A decimal column as minimal exact text ("61800.300000" -> "61800.3")."""
     s = pl.col(col).cast(pl.Utf8)
     trimmed = s.str.strip_chars_end("0").str.strip_chars_end(".")
-    return pl.when(s.str.contains(".", literal=True)).then(trimmed).otherwise(s).alias(col)
+    plain = s.str.contains(".", literal=True) & ~s.str.contains("[eE]")
+    return pl.when(plain).then(trimmed).otherwise(s).alias(col)
 
 
 def _checks(df: pl.DataFrame, markets: Iterable[str] | None) -> list[tuple[pl.Expr, str]]:

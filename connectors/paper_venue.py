@@ -103,11 +103,16 @@ class PaperVenue:
         fills: list[Fill] = []
         if self.orders:
             self._expire(now)
-            for order in self._live(now):
-                if order.side == "buy" and tick.ask_px <= order.px:
-                    self._fill(order, min(order.remaining, tick.ask_qty), now, fills)
-                elif order.side == "sell" and tick.bid_px >= order.px:
-                    self._fill(order, min(order.remaining, tick.bid_qty), now, fills)
+            # The size shown at each touch is shared by all our crossed orders, best price first.
+            shown = {"buy": tick.ask_qty, "sell": tick.bid_qty}
+            live = sorted(self._live(now), key=lambda o: (o.side, -o.px if o.side == "buy" else o.px))
+            for order in live:
+                crossed = tick.ask_px <= order.px if order.side == "buy" else tick.bid_px >= order.px
+                if crossed:
+                    qty = self._lots(min(order.remaining, shown[order.side]))
+                    if qty > 0:
+                        self._fill(order, qty, now, fills)
+                        shown[order.side] -= qty
             self._expire(now)
         if self.iocs:
             self._run_iocs(now, fills)

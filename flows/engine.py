@@ -41,7 +41,7 @@ def raw_bytes(item: Any) -> tuple[bytes, str]:
     if isinstance(item, bytes | bytearray):
         return bytes(item), "bytes"
     if isinstance(item, str):
-        return item.encode(), "str"
+        return item.encode("utf-8", "replace"), "str"
     value = getattr(item, "value", None)
     return (bytes(value) if value is not None else b""), str(getattr(item, "topic", "unknown"))
 

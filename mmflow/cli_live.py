@@ -79,7 +79,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         sets.append(f"kafka.bootstrap_servers={args.bootstrap}")
     env["MMFLOW_RUN_SET"] = json.dumps(sets)
     _settings(args)  # fail here, naming the field, rather than inside the workers
-    cmd = [sys.executable, "-m", "bytewax.run", "flows.live:build()", "-w", str(args.workers)]
+    target = "flows.live:build(tail=False)" if args.until_end else "flows.live:build()"
+    cmd = [sys.executable, "-m", "bytewax.run", target, "-w", str(args.workers)]
     if args.process_id is not None:
         cmd += ["-i", str(args.process_id), "-a", args.addresses]
     if args.metrics_port is not None:
@@ -131,6 +132,7 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     p.add_argument("--process-id", type=int, help="this process' index in a cluster (-i)")
     p.add_argument("--addresses", help='all processes, "host:port;host:port" (-a)')
     p.add_argument("--metrics-port", type=int)
+    p.add_argument("--until-end", action="store_true", help="stop at the end of the topics instead of tailing")
     p.add_argument("--recovery-dir")
     p.add_argument("--snapshot-interval", type=float, default=5.0)
     p.add_argument("--backup-interval", type=float, default=0.0)

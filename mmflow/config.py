@@ -297,10 +297,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _env_keys() -> set[str]:
-    import os
+def _env_values() -> dict[str, Any]:
+    """``MMFLOW_*`` variables as a nested dict, unvalidated: they are checked with the rest."""
+    from pydantic_settings import EnvSettingsSource
 
-    return {k for k in os.environ if k.startswith("MMFLOW_")}
+    return EnvSettingsSource(Settings)()
 
 
 def load_settings(
@@ -309,19 +310,18 @@ def load_settings(
     overrides: list[str] | dict[str, Any] | None = None,
 ) -> Settings:
     """Build the settings from preset < YAML < environment < overrides, or raise ConfigError."""
+    file_data = _read_yaml(Path(config_file)) if config_file is not None else {}
+    # A YAML that names a preset gets that preset's switches, not just its label.
+    preset = preset or file_data.get("preset")
     data: dict[str, Any] = {}
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(f"preset: unknown {preset!r}, expected one of {sorted(PRESETS)}")
         data = deep_merge(data, PRESETS[preset])
-    if config_file is not None:
-        data = deep_merge(data, _read_yaml(Path(config_file)))
+    data = deep_merge(data, file_data)
     set_data = overrides if isinstance(overrides, dict) else parse_set(overrides)
     try:
-        if _env_keys():
-            # Environment beats YAML/preset: validate once without init to read env, then merge.
-            env_only = Settings().model_dump(exclude_unset=True)
-            data = deep_merge(data, env_only)
+        data = deep_merge(data, _env_values())
         return Settings(**deep_merge(data, set_data))
     except ValidationError as err:
         raise ConfigError(_describe(err)) from None

@@ -60,7 +60,7 @@ def _load(raw: bytes | str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise WireError("malformed json: top level is not an object")
     version = obj.get("v")
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise WireError(f"unknown schema version: {version!r}")
     return obj
 

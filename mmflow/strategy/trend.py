@@ -31,7 +31,8 @@ class TrendFilter:
         while samples and samples[0][0] < now_us - self._lookback_us:
             samples.popleft()
         oldest = samples[0][1]
-        if oldest > 0 and (mid / oldest - 1.0) * 10_000.0 <= -self.cfg.drop_bps:
+        # 1e-9 bps of slack: an exact 10 bps drop must not be lost to binary rounding.
+        if oldest > 0 and (mid / oldest - 1.0) * 10_000.0 <= -self.cfg.drop_bps + 1e-9:
             if not self.active(now_us):
                 self.engagements += 1
             self.until_us = now_us + self._cooldown_us

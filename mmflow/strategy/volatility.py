@@ -35,10 +35,10 @@ class RealizedVolatility:
 
     __slots__ = ("returns", "last", "min_returns", "value_bps")
 
-    def __init__(self, cfg: VolatilityConfig, min_returns: int = 5) -> None:
+    def __init__(self, cfg: VolatilityConfig, min_returns: int | None = None) -> None:
         self.returns: deque[float] = deque(maxlen=cfg.window)
         self.last: float | None = None
-        self.min_returns = min_returns
+        self.min_returns = cfg.min_returns if min_returns is None else min_returns
         self.value_bps = 0.0
 
     @property

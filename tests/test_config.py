@@ -1,0 +1,262 @@
+"""Settings: the analysis' numbers as defaults, presets, and the precedence of every source."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from mmflow.config import ConfigError, Settings, VenueConfig, load_settings, parse_set
+
+D = Decimal
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No MMFLOW_* variable of the calling shell may leak into these tests."""
+    for key in list(os.environ):
+        if key.startswith("MMFLOW_"):
+            monkeypatch.delenv(key)
+
+
+def write_yaml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mmflow.yaml"
+    path.write_text(text)
+    return path
+
+
+# -- defaults -----------------------------------------------------------------------------------
+
+
+def test_defaults_are_the_analysis_numbers() -> None:
+    s = load_settings().strategy
+    assert s.pnl_guard.enabled and s.pnl_guard.trigger_quote == D("-0.20")
+    assert s.pnl_guard.widen_bps == 6.0
+    assert s.pnl_guard.size_mult == 0.85
+    assert s.regime.enabled and s.regime.threshold_bps == 6.0
+    assert s.trend.enabled and s.trend.cooldown_s == 60.0 and s.trend.widen_bps == 8.0 and s.trend.pause_bids
+    assert (s.spreads.min_bps, s.spreads.max_bps) == (7.0, 13.0)
+    assert (s.spreads.size_mult_low_vol, s.spreads.size_mult_high_vol) == (1.1, 0.7)
+    h = s.hedger
+    assert h.enabled
+    assert (h.trigger_base, h.target_base, h.max_clip_base, h.cooldown_s) == (D("0.010"), D("0.001"), D("0.03"), 2.0)
+    inv = s.inventory
+    assert inv.soft_cap_enabled and inv.soft_cap_base == D("0.05")
+    assert inv.asymmetric_enabled and inv.asymmetric_base == D("0.01")
+    assert inv.spread_bonus_enabled
+    assert inv.spread_bonus_tiers == ((D("0.01"), 2.0), (D("0.02"), 4.0), (D("0.03"), 6.0))
+    assert inv.size_reduction_enabled
+    assert inv.size_reduction_tiers == ((D("0.01"), 0.75), (D("0.02"), 0.5))
+
+
+def test_default_decimals_are_decimal() -> None:
+    s = load_settings().strategy
+    for value in (s.pnl_guard.trigger_quote, s.hedger.trigger_base, s.hedger.target_base, s.hedger.max_clip_base,
+                  s.inventory.soft_cap_base, s.inventory.asymmetric_base, *(t for t, _ in s.inventory.spread_bonus_tiers)):
+        assert isinstance(value, Decimal)
+
+
+def test_default_markets_and_venue() -> None:
+    s = load_settings()
+    assert {"BTCUSDT", "SOLUSDT"} <= set(s.markets)
+    assert s.markets["SOLUSDT"].tick_size == D("0.01") and s.markets["SOLUSDT"].lot_size == D("0.001")
+    assert s.markets["BTCUSDT"].tick_size == D("0.1")
+    assert s.venue == VenueConfig()
+    assert s.preset == "phase2"
+
+
+# -- presets ------------------------------------------------------------------------------------
+
+
+def test_phase1_disables_the_three_phase2_systems() -> None:
+    s = load_settings("phase1")
+    assert s.preset == "phase1"
+    inv = s.strategy.inventory
+    assert not inv.asymmetric_enabled and not inv.spread_bonus_enabled and not inv.size_reduction_enabled
+    # the systems already live in phase 1 stay on
+    st = s.strategy
+    assert st.pnl_guard.enabled and st.regime.enabled and st.trend.enabled and st.spreads.enabled and st.hedger.enabled
+    assert inv.soft_cap_enabled
+
+
+def test_phase2_enables_everything() -> None:
+    s = load_settings("phase2")
+    assert s.preset == "phase2"
+    inv, st = s.strategy.inventory, s.strategy
+    assert inv.asymmetric_enabled and inv.spread_bonus_enabled and inv.size_reduction_enabled and inv.soft_cap_enabled
+    assert st.pnl_guard.enabled and st.regime.enabled and st.trend.enabled and st.spreads.enabled and st.hedger.enabled
+    assert s.strategy == load_settings().strategy
+
+
+def test_unknown_preset_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="preset"):
+        load_settings("phase3")
+
+
+# -- sources and precedence ---------------------------------------------------------------------
+
+
+def test_yaml_file_is_loaded(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, """
+strategy:
+  hedger:
+    trigger_base: "0.03"
+    cooldown_s: 5
+  spreads:
+    min_bps: 5
+venue:
+  order_latency_ms: 12.5
+markets:
+  SOLUSDT: {tick_size: "0.001", lot_size: "0.01", min_qty: "0.01"}
+""")
+    s = load_settings(config_file=path)
+    assert s.strategy.hedger.trigger_base == D("0.03")
+    assert s.strategy.hedger.cooldown_s == 5.0
+    assert s.strategy.hedger.target_base == D("0.001")  # untouched defaults survive the merge
+    assert s.strategy.spreads.min_bps == 5.0 and s.strategy.spreads.max_bps == 13.0
+    assert s.venue.order_latency_ms == 12.5
+    assert s.markets["SOLUSDT"].lot_size == D("0.01")
+
+
+def test_yaml_beats_preset(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, "strategy:\n  inventory:\n    asymmetric_enabled: true\n")
+    s = load_settings("phase1", path)
+    assert s.strategy.inventory.asymmetric_enabled
+    assert not s.strategy.inventory.spread_bonus_enabled
+
+
+def test_env_beats_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_yaml(tmp_path, "strategy:\n  hedger:\n    trigger_base: '0.03'\n    cooldown_s: 5\n")
+    monkeypatch.setenv("MMFLOW_STRATEGY__HEDGER__TRIGGER_BASE", "0.02")
+    s = load_settings(config_file=path)
+    assert s.strategy.hedger.trigger_base == D("0.02")
+    assert isinstance(s.strategy.hedger.trigger_base, Decimal)
+    assert s.strategy.hedger.cooldown_s == 5.0  # the YAML's other keys stay
+
+
+def test_env_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMFLOW_STRATEGY__HEDGER__TRIGGER_BASE", "0.02")
+    assert load_settings().strategy.hedger.trigger_base == D("0.02")
+
+
+def test_env_beats_preset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMFLOW_STRATEGY__INVENTORY__ASYMMETRIC_ENABLED", "true")
+    s = load_settings("phase1")
+    assert s.strategy.inventory.asymmetric_enabled
+    assert not s.strategy.inventory.size_reduction_enabled
+
+
+def test_set_beats_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, "strategy:\n  hedger:\n    cooldown_s: 5\n")
+    monkeypatch.setenv("MMFLOW_STRATEGY__HEDGER__COOLDOWN_S", "4")
+    monkeypatch.setenv("MMFLOW_STRATEGY__HEDGER__TRIGGER_BASE", "0.02")
+    s = load_settings(config_file=path, overrides=["strategy.hedger.cooldown_s=3"])
+    assert s.strategy.hedger.cooldown_s == 3.0
+    assert s.strategy.hedger.trigger_base == D("0.02")
+
+
+def test_set_alone_and_dict_overrides() -> None:
+    assert load_settings(overrides=["strategy.hedger.cooldown_s=3"]).strategy.hedger.cooldown_s == 3.0
+    s = load_settings(overrides={"strategy": {"hedger": {"cooldown_s": 7}}})
+    assert s.strategy.hedger.cooldown_s == 7.0
+
+
+def test_env_validated_together_with_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # target 0.015 is only valid against the YAML's trigger 0.03: the sources must be merged
+    # before the cross-field check runs, not validated one at a time.
+    path = write_yaml(tmp_path, "strategy:\n  hedger:\n    trigger_base: '0.03'\n")
+    monkeypatch.setenv("MMFLOW_STRATEGY__HEDGER__TARGET_BASE", "0.015")
+    s = load_settings(config_file=path)
+    assert (s.strategy.hedger.trigger_base, s.strategy.hedger.target_base) == (D("0.03"), D("0.015"))
+
+
+def test_env_validated_together_with_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMFLOW_STRATEGY__SPREADS__MIN_BPS", "15")
+    s = load_settings(overrides=["strategy.spreads.max_bps=20"])
+    assert (s.strategy.spreads.min_bps, s.strategy.spreads.max_bps) == (15.0, 20.0)
+
+
+def test_decimals_via_set_stay_exact() -> None:
+    s = load_settings(overrides=[
+        "strategy.hedger.trigger_base=0.1",
+        "strategy.hedger.target_base=0.003",
+        "strategy.pnl_guard.trigger_quote=-0.35",
+        "venue.at_price_fill_ratio=0.3",
+    ])
+    assert s.strategy.hedger.trigger_base == D("0.1")
+    assert str(s.strategy.hedger.trigger_base) == "0.1"
+    assert s.strategy.hedger.target_base == D("0.003")
+    assert s.strategy.pnl_guard.trigger_quote == D("-0.35")
+    assert s.venue.at_price_fill_ratio == D("0.3")
+    assert s.venue.at_price_fill_ratio != D(0.3)  # not via a binary float
+
+
+def test_decimals_via_env_stay_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMFLOW_VENUE__AT_PRICE_FILL_RATIO", "0.3")
+    assert str(load_settings().venue.at_price_fill_ratio) == "0.3"
+
+
+def test_parse_set_shapes() -> None:
+    assert parse_set(["a.b.c=0.1", "a.b.d=3", "a.e=true", "f=x"]) == {
+        "a": {"b": {"c": "0.1", "d": 3}, "e": True}, "f": "x",
+    }
+    with pytest.raises(ConfigError):
+        parse_set(["no-equals-sign"])
+    with pytest.raises(ConfigError):
+        load_settings(overrides=["=3"])
+
+
+# -- validation errors name the field -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        (["strategy.hedger.trigger_base=-0.01"], ["strategy.hedger.trigger_base"]),
+        (["strategy.hedger.trigger_base=0"], ["strategy.hedger.trigger_base"]),
+        (["strategy.spreads.min_bps=14"], ["strategy.spreads", "min_bps"]),
+        (["strategy.hedger.target_base=0.010"], ["strategy.hedger", "target_base"]),
+        (["strategy.hedger.target_base=0.02"], ["strategy.hedger", "target_base"]),
+        (["strategy.hedger.bogus=1"], ["strategy.hedger.bogus"]),
+        (["nonsense=1"], ["nonsense"]),
+        (["strategy.pnl_guard.size_mult=1.5"], ["strategy.pnl_guard.size_mult"]),
+        (["venue.at_price_fill_ratio=2"], ["venue.at_price_fill_ratio"]),
+        (["strategy.volatility.window=abc"], ["strategy.volatility.window"]),
+        (["markets.SOLUSDT.tick_size=0"], ["markets.SOLUSDT.tick_size"]),
+        (["preset=phase3"], ["preset"]),
+        (["strategy.inventory.spread_bonus_tiers=[[0.02, 2], [0.01, 4]]"], ["strategy.inventory", "spread_bonus_tiers"]),
+    ],
+)
+def test_bad_values_raise_config_error_naming_the_field(overrides: list[str], names: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(overrides=overrides)
+    message = str(info.value)
+    for name in names:
+        assert name in message
+
+
+def test_bad_yaml_value_names_the_field(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, "strategy:\n  hedger:\n    trigger_base: -1\n")
+    with pytest.raises(ConfigError, match=r"strategy\.hedger\.trigger_base"):
+        load_settings(config_file=path)
+
+
+def test_yaml_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        load_settings(config_file=write_yaml(tmp_path, "- 1\n- 2\n"))
+
+
+def test_bad_env_value_names_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMFLOW_STRATEGY__HEDGER__TRIGGER_BASE", "-0.5")
+    with pytest.raises(ConfigError, match=r"strategy\.hedger\.trigger_base"):
+        load_settings()
+
+
+def test_settings_are_frozen() -> None:
+    s = load_settings()
+    with pytest.raises(ValidationError):
+        s.strategy.hedger.trigger_base = D("1")  # type: ignore[misc]
+    assert isinstance(s, Settings)
