@@ -1,6 +1,8 @@
 # mmflow: `make run` (embedded demo, no Kafka) and `make test` work on a fresh machine.
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.12 || command -v python3.11 || echo python3)
+# The first interpreter that really runs and is 3.11 or 3.12 (Bytewax wheels stop at 3.12;
+# a pyenv shim may exist for a version that is not enabled).
+PYTHON ?= $(shell for p in python3.12 python3.11 python3; do $$p -c 'import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 12)' 2>/dev/null && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
