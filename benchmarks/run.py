@@ -64,10 +64,15 @@ def main() -> None:
     events, _ = load_inputs([QUOTES], [TRADES], [], settings)
     n = len(events)
     rows = [
-        ("strategy core, plain loop (events/s)", median_rate(n, lambda: core_loop(events, settings), args.runs)),
+        (
+            "strategy core, plain loop (events/s)",
+            median_rate(n, lambda: core_loop(events, settings), args.runs),
+        ),
         ("trivial loop floor (events/s)", median_rate(n, lambda: trivial_loop(events, settings), args.runs)),
-        ("full replay through Bytewax, 1 worker (events/s)",
-         median_rate(n, lambda: run_events(events, settings), args.runs)),
+        (
+            "full replay through Bytewax, 1 worker (events/s)",
+            median_rate(n, lambda: run_events(events, settings), args.runs),
+        ),
     ]
     ratio = rows[0][1] / rows[2][1]
     lines = [

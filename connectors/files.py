@@ -20,7 +20,15 @@ import polars as pl
 
 from mmflow.models import BookTick, DeadLetter, Fill, InputEvent, Trade
 
-TARDIS_QUOTES = {"symbol", "timestamp", "local_timestamp", "ask_amount", "ask_price", "bid_price", "bid_amount"}
+TARDIS_QUOTES = {
+    "symbol",
+    "timestamp",
+    "local_timestamp",
+    "ask_amount",
+    "ask_price",
+    "bid_price",
+    "bid_amount",
+}
 TARDIS_TRADES = {"symbol", "timestamp", "local_timestamp", "id", "side", "price", "amount"}
 _DEC = ("bid_px", "bid_qty", "ask_px", "ask_qty", "px", "qty", "fee")
 
@@ -48,24 +56,34 @@ def _normalise(df: pl.DataFrame) -> pl.DataFrame:
     cols = set(df.columns)
     if TARDIS_QUOTES <= cols:
         return df.select(
-            pl.lit("book").alias("type"), pl.col("symbol").alias("market"),
-            pl.col("timestamp").alias("ts_exchange"), pl.col("local_timestamp").alias("ts_recv"),
-            pl.col("bid_price").alias("bid_px"), pl.col("bid_amount").alias("bid_qty"),
-            pl.col("ask_price").alias("ask_px"), pl.col("ask_amount").alias("ask_qty"),
+            pl.lit("book").alias("type"),
+            pl.col("symbol").alias("market"),
+            pl.col("timestamp").alias("ts_exchange"),
+            pl.col("local_timestamp").alias("ts_recv"),
+            pl.col("bid_price").alias("bid_px"),
+            pl.col("bid_amount").alias("bid_qty"),
+            pl.col("ask_price").alias("ask_px"),
+            pl.col("ask_amount").alias("ask_qty"),
         )
     if TARDIS_TRADES <= cols:
         return df.select(
-            pl.lit("trade").alias("type"), pl.col("symbol").alias("market"),
-            pl.col("timestamp").alias("ts_exchange"), pl.col("local_timestamp").alias("ts_recv"),
-            pl.col("id").cast(pl.Utf8).alias("trade_id"), pl.col("side"),
-            pl.col("price").alias("px"), pl.col("amount").alias("qty"),
+            pl.lit("trade").alias("type"),
+            pl.col("symbol").alias("market"),
+            pl.col("timestamp").alias("ts_exchange"),
+            pl.col("local_timestamp").alias("ts_recv"),
+            pl.col("id").cast(pl.Utf8).alias("trade_id"),
+            pl.col("side"),
+            pl.col("price").alias("px"),
+            pl.col("amount").alias("qty"),
         )
     if {"fill_id", "price", "fee"} <= cols and "type" not in cols:  # our fills.parquet
         df = df.rename({"price": "px"}).with_columns(pl.lit("fill").alias("type"))
         cols = set(df.columns)
     if "type" in cols and "market" in cols:
         return df.with_columns(_text(c) for c in _DEC if c in cols)
-    raise ValueError(f"unrecognised columns {sorted(cols)}: expected Tardis quotes/trades or an mmflow recording")
+    raise ValueError(
+        f"unrecognised columns {sorted(cols)}: expected Tardis quotes/trades or an mmflow recording"
+    )
 
 
 def _text(col: str) -> pl.Expr:
@@ -86,18 +104,42 @@ def _checks(df: pl.DataFrame, markets: Iterable[str] | None) -> list[tuple[pl.Ex
     for kind in kinds:
         is_kind = pl.col("type") == kind
         if kind == "book":
-            need = [_int_ok("ts_exchange"), _int_ok("ts_recv")] + [_num_ok(c) for c in ("bid_px", "bid_qty", "ask_px", "ask_qty")]
-            checks.append((~is_kind | pl.all_horizontal(need), "book: missing, non-numeric or non-positive field"))
-            crossed = pl.col("bid_px").cast(pl.Float64, strict=False) >= pl.col("ask_px").cast(pl.Float64, strict=False)
+            need = [_int_ok("ts_exchange"), _int_ok("ts_recv")] + [
+                _num_ok(c) for c in ("bid_px", "bid_qty", "ask_px", "ask_qty")
+            ]
+            checks.append(
+                (~is_kind | pl.all_horizontal(need), "book: missing, non-numeric or non-positive field")
+            )
+            crossed = pl.col("bid_px").cast(pl.Float64, strict=False) >= pl.col("ask_px").cast(
+                pl.Float64, strict=False
+            )
             checks.append((~is_kind | ~crossed.fill_null(False), "book: crossed or locked (bid >= ask)"))
         elif kind == "trade":
-            need = [_int_ok("ts_exchange"), _int_ok("ts_recv"), _num_ok("px"), _num_ok("qty"),
-                    pl.col("side").is_in(["buy", "sell"])]
-            checks.append((~is_kind | pl.all_horizontal(need), "trade: missing, non-numeric or non-positive field, or bad side"))
+            need = [
+                _int_ok("ts_exchange"),
+                _int_ok("ts_recv"),
+                _num_ok("px"),
+                _num_ok("qty"),
+                pl.col("side").is_in(["buy", "sell"]),
+            ]
+            checks.append(
+                (
+                    ~is_kind | pl.all_horizontal(need),
+                    "trade: missing, non-numeric or non-positive field, or bad side",
+                )
+            )
         elif kind == "fill" and {"fill_id", "fee"} <= cols:
-            need = [_int_ok("ts"), _num_ok("px"), _num_ok("qty"), _num_ok("fee", positive=False),
-                    pl.col("side").is_in(["buy", "sell"]), pl.col("fill_id").is_not_null()]
-            checks.append((~is_kind | pl.all_horizontal(need), "fill: missing, non-numeric or non-positive field"))
+            need = [
+                _int_ok("ts"),
+                _num_ok("px"),
+                _num_ok("qty"),
+                _num_ok("fee", positive=False),
+                pl.col("side").is_in(["buy", "sell"]),
+                pl.col("fill_id").is_not_null(),
+            ]
+            checks.append(
+                (~is_kind | pl.all_horizontal(need), "fill: missing, non-numeric or non-positive field")
+            )
         else:
             checks.append((~is_kind, f"unknown record type {kind!r}"))
     return checks
@@ -115,19 +157,50 @@ def _to_events(df: pl.DataFrame) -> list[InputEvent]:
     for r in df.iter_rows(named=True):
         kind = r["type"]
         if kind == "book":
-            out.append(BookTick(market=r["market"], ts_exchange=int(r["ts_exchange"]), ts_recv=int(r["ts_recv"]),
-                                bid_px=D(r["bid_px"]), bid_qty=D(r["bid_qty"]), ask_px=D(r["ask_px"]), ask_qty=D(r["ask_qty"])))
+            out.append(
+                BookTick(
+                    market=r["market"],
+                    ts_exchange=int(r["ts_exchange"]),
+                    ts_recv=int(r["ts_recv"]),
+                    bid_px=D(r["bid_px"]),
+                    bid_qty=D(r["bid_qty"]),
+                    ask_px=D(r["ask_px"]),
+                    ask_qty=D(r["ask_qty"]),
+                )
+            )
         elif kind == "trade":
-            out.append(Trade(market=r["market"], ts_exchange=int(r["ts_exchange"]), ts_recv=int(r["ts_recv"]),
-                             trade_id=str(r["trade_id"]), side=r["side"], px=D(r["px"]), qty=D(r["qty"])))
+            out.append(
+                Trade(
+                    market=r["market"],
+                    ts_exchange=int(r["ts_exchange"]),
+                    ts_recv=int(r["ts_recv"]),
+                    trade_id=str(r["trade_id"]),
+                    side=r["side"],
+                    px=D(r["px"]),
+                    qty=D(r["qty"]),
+                )
+            )
         else:
-            out.append(Fill(market=r["market"], ts=int(r["ts"]), fill_id=str(r["fill_id"]), intent_id=str(r.get("intent_id") or ""),
-                            side=r["side"], px=D(r["px"]), qty=D(r["qty"]), fee=D(r["fee"]),
-                            liquidity=r.get("liquidity") or "maker", source=r.get("source") or "maker"))
+            out.append(
+                Fill(
+                    market=r["market"],
+                    ts=int(r["ts"]),
+                    fill_id=str(r["fill_id"]),
+                    intent_id=str(r.get("intent_id") or ""),
+                    side=r["side"],
+                    px=D(r["px"]),
+                    qty=D(r["qty"]),
+                    fee=D(r["fee"]),
+                    liquidity=r.get("liquidity") or "maker",
+                    source=r.get("source") or "maker",
+                )
+            )
     return out
 
 
-def read_events(path: str | Path, markets: Iterable[str] | None = None) -> tuple[list[InputEvent], list[DeadLetter]]:
+def read_events(
+    path: str | Path, markets: Iterable[str] | None = None
+) -> tuple[list[InputEvent], list[DeadLetter]]:
     """Read one file of quotes, trades, fills or a mixed recording; invalid rows are dead letters."""
     path = Path(path)
     df = _normalise(_read_table(path))
@@ -163,7 +236,9 @@ def read_journal(path: str | Path) -> list[tuple[Fill, int]]:
     return list(zip(fills, df.get_column("after_events").to_list(), strict=True))  # type: ignore[arg-type]
 
 
-def merge_journal(market_events: Sequence[InputEvent], journal: Sequence[tuple[Fill, int]]) -> list[InputEvent]:
+def merge_journal(
+    market_events: Sequence[InputEvent], journal: Sequence[tuple[Fill, int]]
+) -> list[InputEvent]:
     """Put each journalled fill back after exactly the market events the live flow had seen."""
     pending: dict[str, list[tuple[int, Fill]]] = {}
     for fill, after in journal:
@@ -193,7 +268,11 @@ def events_frame(events: Iterable[InputEvent]) -> pl.DataFrame:
             if row.get(k) is not None:
                 row[k] = str(row[k])
         rows.append(row)
-    return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame({"type": [], "market": []}, schema={"type": pl.Utf8, "market": pl.Utf8})
+    return (
+        pl.DataFrame(rows, infer_schema_length=None)
+        if rows
+        else pl.DataFrame({"type": [], "market": []}, schema={"type": pl.Utf8, "market": pl.Utf8})
+    )
 
 
 def write_recording(events: Iterable[InputEvent], path: str | Path) -> Path:
@@ -204,6 +283,14 @@ def write_recording(events: Iterable[InputEvent], path: str | Path) -> Path:
 
 def dead_letters_frame(dead: Iterable[DeadLetter]) -> pl.DataFrame:
     return pl.DataFrame(
-        [{"source": d.source, "market": d.market, "reason": d.reason, "raw": d.raw.decode("utf-8", "replace")} for d in dead],
+        [
+            {
+                "source": d.source,
+                "market": d.market,
+                "reason": d.reason,
+                "raw": d.raw.decode("utf-8", "replace"),
+            }
+            for d in dead
+        ],
         schema={"source": pl.Utf8, "market": pl.Utf8, "reason": pl.Utf8, "raw": pl.Utf8},
     )

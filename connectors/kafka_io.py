@@ -33,8 +33,14 @@ def redacted(conf: dict[str, Any]) -> dict[str, Any]:
 
 
 def all_topics(cfg: KafkaConfig) -> list[str]:
-    return [cfg.market_data_topic, cfg.fills_topic, cfg.intents_topic, cfg.dead_letter_topic,
-            cfg.control_topic, journal_topic(cfg)]
+    return [
+        cfg.market_data_topic,
+        cfg.fills_topic,
+        cfg.intents_topic,
+        cfg.dead_letter_topic,
+        cfg.control_topic,
+        journal_topic(cfg),
+    ]
 
 
 def journal_topic(cfg: KafkaConfig) -> str:
@@ -48,7 +54,9 @@ def create_topics(cfg: KafkaConfig, partitions: int, topics: Iterable[str] | Non
     wanted = [t for t in (topics or all_topics(cfg)) if t not in existing]
     if not wanted:
         return []
-    futures = admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted])
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted]
+    )
     for future in futures.values():
         future.result(timeout=30)
     return wanted
@@ -67,7 +75,9 @@ def flow_source(cfg: KafkaConfig, tail: bool = True, batch_size: int = 1000) -> 
     )
 
 
-def to_message(cfg: KafkaConfig, item: tuple[str, Any], publish_fills: bool = False) -> KafkaSinkMessage | None:
+def to_message(
+    cfg: KafkaConfig, item: tuple[str, Any], publish_fills: bool = False
+) -> KafkaSinkMessage | None:
     """Route one flow output to its topic; outputs with no topic (timeline, summary) return None.
 
     Fills are published only when the paper venue runs inside the flow; fills the flow consumed

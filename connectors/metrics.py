@@ -13,7 +13,24 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-LATENCY_BUCKETS = (1e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0)
+LATENCY_BUCKETS = (
+    1e-6,
+    5e-6,
+    1e-5,
+    2.5e-5,
+    5e-5,
+    1e-4,
+    2.5e-4,
+    5e-4,
+    1e-3,
+    2.5e-3,
+    5e-3,
+    1e-2,
+    5e-2,
+    0.1,
+    0.5,
+    1.0,
+)
 
 
 class Metrics:
@@ -22,24 +39,47 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
         m = ["market"]
-        self.realized = Gauge("maker_fifo_realized_quote", "FIFO realized PnL net of fees (quote ccy)", m, registry=r)
-        self.regime = Gauge("maker_regime_state", "Volatility regime: 0 defensive, 1 aggressive", m, registry=r)
-        self.volatility = Gauge("maker_volatility_bps", "Realized volatility of the mid (bps per sample)", m, registry=r)
-        self.trend = Gauge("maker_trend_down_guard", "Downtrend cooldown active (1) or not (0)", m, registry=r)
+        self.realized = Gauge(
+            "maker_fifo_realized_quote", "FIFO realized PnL net of fees (quote ccy)", m, registry=r
+        )
+        self.regime = Gauge(
+            "maker_regime_state", "Volatility regime: 0 defensive, 1 aggressive", m, registry=r
+        )
+        self.volatility = Gauge(
+            "maker_volatility_bps", "Realized volatility of the mid (bps per sample)", m, registry=r
+        )
+        self.trend = Gauge(
+            "maker_trend_down_guard", "Downtrend cooldown active (1) or not (0)", m, registry=r
+        )
         self.pnl_guard = Gauge("maker_pnl_guard_active", "PnL guard active (1) or not (0)", m, registry=r)
         self.inventory = Gauge("maker_inventory_base", "Signed inventory in base units", m, registry=r)
-        self.unrealized = Gauge("maker_unrealized_quote", "Mark-to-mid PnL of open lots (quote ccy)", m, registry=r)
-        self.spread = Gauge("maker_quoted_spread_bps", "Full quoted spread of the last decision (bps)", m, registry=r)
+        self.unrealized = Gauge(
+            "maker_unrealized_quote", "Mark-to-mid PnL of open lots (quote ccy)", m, registry=r
+        )
+        self.spread = Gauge(
+            "maker_quoted_spread_bps", "Full quoted spread of the last decision (bps)", m, registry=r
+        )
         self.mid = Gauge("maker_mid_price", "Mid price of the last book", m, registry=r)
         self.fills = Counter("maker_fills", "Fills booked", ["market", "source"], registry=r)
         self.intents = Counter("maker_intents", "Intents emitted", ["market", "kind"], registry=r)
         self.events = Counter("maker_events", "Input events processed", m, registry=r)
         self.hedge_volume = Counter("maker_hedge_volume_base", "Hedged quantity (base units)", m, registry=r)
-        self.hedge_cost = Counter("maker_hedge_cost_quote", "Hedge fees plus crossing cost vs mid (quote)", m, registry=r)
-        self.guard_engagements = Counter("maker_guard_engagements", "Guard engagements", ["market", "guard"], registry=r)
-        self.dead_letters = Counter("maker_dead_letters", "Records sent to the dead-letter output", ["source", "reason"], registry=r)
-        self.latency = Histogram("maker_processing_latency_seconds", "Strategy step time per event", m,
-                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.hedge_cost = Counter(
+            "maker_hedge_cost_quote", "Hedge fees plus crossing cost vs mid (quote)", m, registry=r
+        )
+        self.guard_engagements = Counter(
+            "maker_guard_engagements", "Guard engagements", ["market", "guard"], registry=r
+        )
+        self.dead_letters = Counter(
+            "maker_dead_letters", "Records sent to the dead-letter output", ["source", "reason"], registry=r
+        )
+        self.latency = Histogram(
+            "maker_processing_latency_seconds",
+            "Strategy step time per event",
+            m,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self._last: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
@@ -51,7 +91,9 @@ class Metrics:
         # The reason's first clause is the label: bounded cardinality, still readable.
         self.dead_letters.labels(source, reason.split(":")[0][:60]).inc()
 
-    def observe(self, runtime: Any, n_events: int, seconds: float, outputs: Iterable[tuple[str, Any]]) -> None:
+    def observe(
+        self, runtime: Any, n_events: int, seconds: float, outputs: Iterable[tuple[str, Any]]
+    ) -> None:
         """Refresh one market's metrics after a batch of ``n_events`` that took ``seconds``."""
         market = runtime.market
         mk, st = runtime.maker, runtime.stats
@@ -80,7 +122,9 @@ class Metrics:
             self.hedge_cost.labels(market).inc(max(0.0, f(st.hedge_cost - last["hc"])))
             self.guard_engagements.labels(market, "pnl").inc(mk.pnl_guard.engagements - last["pnl"])
             self.guard_engagements.labels(market, "trend").inc(mk.trend.engagements - last["trend"])
-            last.update(hv=st.hedge_volume, hc=st.hedge_cost, pnl=mk.pnl_guard.engagements, trend=mk.trend.engagements)
+            last.update(
+                hv=st.hedge_volume, hc=st.hedge_cost, pnl=mk.pnl_guard.engagements, trend=mk.trend.engagements
+            )
 
 
 _METRICS: Metrics | None = None

@@ -85,7 +85,9 @@ class PaperVenue:
             if intent.bid_px is not None and intent.bid_qty:
                 self.orders.append(RestingOrder(intent.intent_id, "buy", intent.bid_px, intent.bid_qty, live))
             if intent.ask_px is not None and intent.ask_qty:
-                self.orders.append(RestingOrder(intent.intent_id, "sell", intent.ask_px, intent.ask_qty, live))
+                self.orders.append(
+                    RestingOrder(intent.intent_id, "sell", intent.ask_px, intent.ask_qty, live)
+                )
         else:
             assert isinstance(intent, CancelAllIntent)
         return True
@@ -166,10 +168,16 @@ class PaperVenue:
         order.remaining -= qty
         fills.append(
             Fill(
-                market=self.market, ts=now, fill_id=self._next_fill_id(), intent_id=order.intent_id,
+                market=self.market,
+                ts=now,
+                fill_id=self._next_fill_id(),
+                intent_id=order.intent_id,
                 side=order.side,  # type: ignore[arg-type]
-                px=order.px, qty=qty, fee=order.px * qty * self.spec.maker_fee_rate,
-                liquidity="maker", source="maker",
+                px=order.px,
+                qty=qty,
+                fee=order.px * qty * self.spec.maker_fee_rate,
+                liquidity="maker",
+                source="maker",
             )
         )
 
@@ -177,16 +185,31 @@ class PaperVenue:
         while self.iocs and self.iocs[0].exec_at <= now:
             intent = self.iocs.popleft().intent
             if intent.side == "buy":
-                px, avail, ok = self.best_ask, self.ask_qty, self.best_ask is not None and self.best_ask <= intent.limit_px
+                px, avail, ok = (
+                    self.best_ask,
+                    self.ask_qty,
+                    self.best_ask is not None and self.best_ask <= intent.limit_px,
+                )
             else:
-                px, avail, ok = self.best_bid, self.bid_qty, self.best_bid is not None and self.best_bid >= intent.limit_px
+                px, avail, ok = (
+                    self.best_bid,
+                    self.bid_qty,
+                    self.best_bid is not None and self.best_bid >= intent.limit_px,
+                )
             qty = self._lots(min(intent.qty, avail)) if ok else Decimal(0)
             if qty <= 0 or px is None:
                 continue
             fills.append(
                 Fill(
-                    market=self.market, ts=now, fill_id=self._next_fill_id(), intent_id=intent.intent_id,
-                    side=intent.side, px=px, qty=qty, fee=px * qty * self.spec.taker_fee_rate,
-                    liquidity="taker", source="hedge",
+                    market=self.market,
+                    ts=now,
+                    fill_id=self._next_fill_id(),
+                    intent_id=intent.intent_id,
+                    side=intent.side,
+                    px=px,
+                    qty=qty,
+                    fee=px * qty * self.spec.taker_fee_rate,
+                    liquidity="taker",
+                    source="hedge",
                 )
             )

@@ -23,8 +23,16 @@ from mmflow.wire import WireError, decode_input, decode_intent
 
 def read_topic(cfg: KafkaConfig, topic: str, idle_s: float = 3.0) -> list[bytes]:
     """Every value of ``topic``, partition by partition, from the beginning."""
-    consumer = Consumer(client_config(cfg, **{"group.id": f"{cfg.group_id}-recorder", "enable.auto.commit": "false",
-                                              "enable.partition.eof": "true"}))
+    consumer = Consumer(
+        client_config(
+            cfg,
+            **{
+                "group.id": f"{cfg.group_id}-recorder",
+                "enable.auto.commit": "false",
+                "enable.partition.eof": "true",
+            },
+        )
+    )
     meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
     if meta is None or meta.error is not None:
         consumer.close()
@@ -52,10 +60,20 @@ def _journal_frame(values: list[bytes]) -> pl.DataFrame:
         obj = orjson.loads(raw)
         after = obj.pop("after_events")
         fill = decode_input(orjson.dumps(obj))
-        rows.append({**{k: (str(v) if k in ("px", "qty", "fee") else v) for k, v in
-                        ((f, getattr(fill, f)) for f in fill.__dataclass_fields__)}, "after_events": after})
-    return pl.DataFrame(rows) if rows else pl.DataFrame(schema={"type": pl.Utf8, "market": pl.Utf8,
-                                                               "after_events": pl.Int64})
+        rows.append(
+            {
+                **{
+                    k: (str(v) if k in ("px", "qty", "fee") else v)
+                    for k, v in ((f, getattr(fill, f)) for f in fill.__dataclass_fields__)
+                },
+                "after_events": after,
+            }
+        )
+    return (
+        pl.DataFrame(rows)
+        if rows
+        else pl.DataFrame(schema={"type": pl.Utf8, "market": pl.Utf8, "after_events": pl.Int64})
+    )
 
 
 def record(cfg: KafkaConfig, out: Path, idle_s: float = 3.0) -> dict[str, Path]:
@@ -68,8 +86,11 @@ def record(cfg: KafkaConfig, out: Path, idle_s: float = 3.0) -> dict[str, Path]:
             events.append(decode_input(raw))
         except WireError:
             continue  # the flow dead-lettered it too; it made no decision
-    paths = {"marketdata": out / "marketdata.parquet", "journal": out / "journal.parquet",
-             "intents": out / "intents.parquet"}
+    paths = {
+        "marketdata": out / "marketdata.parquet",
+        "journal": out / "journal.parquet",
+        "intents": out / "intents.parquet",
+    }
     events_frame(events).write_parquet(paths["marketdata"])
     _journal_frame(read_topic(cfg, journal_topic(cfg), idle_s)).write_parquet(paths["journal"])
     intents = [decode_intent(raw) for raw in read_topic(cfg, cfg.intents_topic, idle_s)]

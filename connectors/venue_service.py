@@ -33,8 +33,14 @@ class VenueService:
     def __init__(self, settings: Settings, group_id: str | None = None) -> None:
         self.settings = settings
         cfg = settings.kafka
-        conf = client_config(cfg, **{"group.id": group_id or f"{cfg.group_id}-venue",
-                                     "auto.offset.reset": "earliest", "enable.auto.commit": "true"})
+        conf = client_config(
+            cfg,
+            **{
+                "group.id": group_id or f"{cfg.group_id}-venue",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": "true",
+            },
+        )
         log.info("venue connecting with %s", redacted(conf))
         self.consumer = Consumer(conf)
         self.consumer.subscribe([cfg.market_data_topic, cfg.intents_topic])
@@ -46,7 +52,9 @@ class VenueService:
     def _venue(self, market: str) -> PaperVenue | None:
         venue = self.venues.get(market)
         if venue is None and market in self.settings.markets:
-            venue = self.venues[market] = PaperVenue(market, self.settings.markets[market], self.settings.venue)
+            venue = self.venues[market] = PaperVenue(
+                market, self.settings.markets[market], self.settings.venue
+            )
         return venue
 
     def handle(self, topic: str, value: bytes) -> list[Fill]:
@@ -68,7 +76,9 @@ class VenueService:
             return []
         fills = venue.on_book(event) if isinstance(event, BookTick) else venue.on_trade(event)
         for fill in fills:
-            self.producer.produce(self.settings.kafka.fills_topic, key=fill.market.encode(), value=encode(fill))
+            self.producer.produce(
+                self.settings.kafka.fills_topic, key=fill.market.encode(), value=encode(fill)
+            )
         self.fills += len(fills)
         return fills
 

@@ -71,7 +71,9 @@ def make_decoder(settings: Settings, metrics: Metrics) -> Callable[[list[Any]], 
                     continue
                 reason = validate(event, markets)
                 if reason is not None:
-                    out.append(("dead", DeadLetter(source=source, reason=reason, raw=raw, market=event.market)))
+                    out.append(
+                        ("dead", DeadLetter(source=source, reason=reason, raw=raw, market=event.market))
+                    )
                     continue
             chunk = chunks.get(event.market)
             if chunk is None:
@@ -92,7 +94,9 @@ class MarketLogic(StatefulBatchLogic[Chunk, Output, MarketRuntime]):
     on its first batch, when the market name is known from the events.
     """
 
-    def __init__(self, settings: Settings, metrics: Metrics, paper: bool, resume: MarketRuntime | None) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, paper: bool, resume: MarketRuntime | None
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.paper = paper
@@ -146,7 +150,9 @@ def build_flow(
     chunks = op.map("unwrap", split.trues, lambda kv: kv[1])
 
     stepped = op.stateful_batch(
-        "market", chunks, lambda resume: MarketLogic(settings, metrics, paper, resume)  # type: ignore[arg-type]
+        "market",
+        chunks,
+        lambda resume: MarketLogic(settings, metrics, paper, resume),  # type: ignore[arg-type]
     )
     outputs = op.map("drop_key", stepped, lambda kv: kv[1])
     merged = op.merge("all_outputs", outputs, split.falses)
@@ -154,4 +160,3 @@ def build_flow(
         merged = op.filter_map("route", merged, route)
     op.output("out", merged, sink)
     return flow
-

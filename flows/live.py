@@ -37,6 +37,11 @@ def build(tail: bool = True) -> Dataflow:
     if port:
         metrics.serve(int(port), settings.metrics.host)
     return build_flow(
-        flow_source(settings.kafka, tail=tail), flow_sink(settings.kafka), settings, metrics,
-        paper=False, flow_id="mmflow-live", route=partial(to_message, settings.kafka),
+        flow_source(settings.kafka, tail=tail),
+        flow_sink(settings.kafka),
+        settings,
+        metrics,
+        paper=False,
+        flow_id="mmflow-live",
+        route=partial(to_message, settings.kafka),
     )

@@ -50,37 +50,87 @@ def _frame(rows: list[dict[str, Any]], schema: dict[str, Any]) -> pl.DataFrame:
 
 
 INTENT_SCHEMA: dict[str, Any] = {
-    "ts": pl.Int64, "market": pl.Utf8, "seq": pl.Int64, "intent_id": pl.Utf8, "kind": pl.Utf8,
-    "bid_px": DEC, "bid_qty": DEC, "ask_px": DEC, "ask_qty": DEC,
-    "side": pl.Utf8, "qty": DEC, "limit_px": DEC,
-    "best_bid": DEC, "best_ask": DEC, "inventory": DEC, "reasons": pl.List(pl.Utf8),
+    "ts": pl.Int64,
+    "market": pl.Utf8,
+    "seq": pl.Int64,
+    "intent_id": pl.Utf8,
+    "kind": pl.Utf8,
+    "bid_px": DEC,
+    "bid_qty": DEC,
+    "ask_px": DEC,
+    "ask_qty": DEC,
+    "side": pl.Utf8,
+    "qty": DEC,
+    "limit_px": DEC,
+    "best_bid": DEC,
+    "best_ask": DEC,
+    "inventory": DEC,
+    "reasons": pl.List(pl.Utf8),
 }
 FILL_SCHEMA: dict[str, Any] = {
-    "ts": pl.Int64, "market": pl.Utf8, "fill_id": pl.Utf8, "intent_id": pl.Utf8, "side": pl.Utf8,
-    "price": DEC, "qty": DEC, "fee": DEC, "liquidity": pl.Utf8, "source": pl.Utf8,
+    "ts": pl.Int64,
+    "market": pl.Utf8,
+    "fill_id": pl.Utf8,
+    "intent_id": pl.Utf8,
+    "side": pl.Utf8,
+    "price": DEC,
+    "qty": DEC,
+    "fee": DEC,
+    "liquidity": pl.Utf8,
+    "source": pl.Utf8,
 }
 TIMELINE_SCHEMA: dict[str, Any] = {
-    "ts": pl.Int64, "market": pl.Utf8, "mid": DEC, "best_bid": DEC, "best_ask": DEC, "bid_px": DEC,
-    "ask_px": DEC, "volatility_bps": pl.Float64, "regime": pl.Int8, "trend_guard": pl.Int8,
-    "pnl_guard": pl.Int8, "inventory": DEC, "realized_pnl": DEC, "spread_bps": pl.Float64,
+    "ts": pl.Int64,
+    "market": pl.Utf8,
+    "mid": DEC,
+    "best_bid": DEC,
+    "best_ask": DEC,
+    "bid_px": DEC,
+    "ask_px": DEC,
+    "volatility_bps": pl.Float64,
+    "regime": pl.Int8,
+    "trend_guard": pl.Int8,
+    "pnl_guard": pl.Int8,
+    "inventory": DEC,
+    "realized_pnl": DEC,
+    "spread_bps": pl.Float64,
 }
 
 
 def intent_row(i: Intent) -> dict[str, Any]:
     g = getattr
     return {
-        "ts": i.ts, "market": i.market, "seq": int(i.intent_id.rsplit("-", 1)[1]), "intent_id": i.intent_id,
-        "kind": i.type, "bid_px": g(i, "bid_px", None), "bid_qty": g(i, "bid_qty", None),
-        "ask_px": g(i, "ask_px", None), "ask_qty": g(i, "ask_qty", None), "side": g(i, "side", None),
-        "qty": g(i, "qty", None), "limit_px": g(i, "limit_px", None), "best_bid": i.best_bid,
-        "best_ask": i.best_ask, "inventory": i.inventory, "reasons": list(i.reasons),
+        "ts": i.ts,
+        "market": i.market,
+        "seq": int(i.intent_id.rsplit("-", 1)[1]),
+        "intent_id": i.intent_id,
+        "kind": i.type,
+        "bid_px": g(i, "bid_px", None),
+        "bid_qty": g(i, "bid_qty", None),
+        "ask_px": g(i, "ask_px", None),
+        "ask_qty": g(i, "ask_qty", None),
+        "side": g(i, "side", None),
+        "qty": g(i, "qty", None),
+        "limit_px": g(i, "limit_px", None),
+        "best_bid": i.best_bid,
+        "best_ask": i.best_ask,
+        "inventory": i.inventory,
+        "reasons": list(i.reasons),
     }
 
 
 def fill_row(f: Fill) -> dict[str, Any]:
     return {
-        "ts": f.ts, "market": f.market, "fill_id": f.fill_id, "intent_id": f.intent_id, "side": f.side,
-        "price": f.px, "qty": f.qty, "fee": f.fee, "liquidity": f.liquidity, "source": f.source,
+        "ts": f.ts,
+        "market": f.market,
+        "fill_id": f.fill_id,
+        "intent_id": f.intent_id,
+        "side": f.side,
+        "price": f.px,
+        "qty": f.qty,
+        "fee": f.fee,
+        "liquidity": f.liquidity,
+        "source": f.source,
     }
 
 
@@ -92,7 +142,10 @@ class ReplayResult:
 
 
 def load_inputs(
-    quotes: Sequence[str | Path], trades: Sequence[str | Path], fills: Sequence[str | Path], settings: Settings
+    quotes: Sequence[str | Path],
+    trades: Sequence[str | Path],
+    fills: Sequence[str | Path],
+    settings: Settings,
 ) -> tuple[list[InputEvent], list[DeadLetter]]:
     """Read every file, validate in bulk, merge by arrival time (see files.merge_arrival).
 
@@ -149,7 +202,9 @@ def run_events(
     """Run the dataflow over ``events``; return outputs by kind and the wall time."""
     metrics = metrics or Metrics()
     sink = KindSink()
-    bar = tqdm(total=len(events), unit="ev", unit_scale=True, desc="replay", leave=False) if progress else None
+    bar = (
+        tqdm(total=len(events), unit="ev", unit_scale=True, desc="replay", leave=False) if progress else None
+    )
     source = _Progress(events, batch_size or settings.replay.batch_size, bar)
     flow = build_flow(source, sink, settings, metrics, paper=paper)
     n_workers = workers or settings.replay.workers
@@ -168,8 +223,12 @@ def run_events(
 
 def write_outputs(out_dir: Path, by_kind: dict[str, list[Any]], summary: dict[str, Any]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    _frame([intent_row(i) for i in by_kind.get("intent", [])], INTENT_SCHEMA).write_parquet(out_dir / "intents.parquet")
-    _frame([fill_row(f) for f in by_kind.get("fill", [])], FILL_SCHEMA).write_parquet(out_dir / "fills.parquet")
+    _frame([intent_row(i) for i in by_kind.get("intent", [])], INTENT_SCHEMA).write_parquet(
+        out_dir / "intents.parquet"
+    )
+    _frame([fill_row(f) for f in by_kind.get("fill", [])], FILL_SCHEMA).write_parquet(
+        out_dir / "fills.parquet"
+    )
     _frame(by_kind.get("timeline", []), TIMELINE_SCHEMA).write_parquet(out_dir / "timeline.parquet")
     dead_letters_frame(by_kind.get("dead", [])).write_parquet(out_dir / "dead_letters.parquet")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

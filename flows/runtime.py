@@ -134,4 +134,3 @@ class MarketRuntime:
         if self.stats.first_us is not None:
             out.append(("timeline", self.timeline_row(self.stats.last_us)))
         out.append(("summary", {"market": self.market, **self.summary()}))
-

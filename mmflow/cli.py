@@ -87,16 +87,27 @@ def cmd_replay(args: argparse.Namespace) -> int:
     settings = _settings(args)
     events = _load(args, settings)
     metrics = _serve_metrics(args.metrics_port)
-    result = replay(events, settings, Path(args.out), paper=not args.fills, progress=not args.quiet,
-                    metrics=metrics, report=not args.no_report)
+    result = replay(
+        events,
+        settings,
+        Path(args.out),
+        paper=not args.fills,
+        progress=not args.quiet,
+        metrics=metrics,
+        report=not args.no_report,
+    )
     s = result.summary
-    print(f"{s['events']:,} events in {s['wall_seconds']:.2f} s ({s['events_per_second']:,.0f} ev/s), "
-          f"{s['dead_letters']} dead letters -> {args.out}")
+    print(
+        f"{s['events']:,} events in {s['wall_seconds']:.2f} s ({s['events_per_second']:,.0f} ev/s), "
+        f"{s['dead_letters']} dead letters -> {args.out}"
+    )
     print(comparison_table({settings.preset: s}))
     return 0
 
 
-def _compare(events: list[Any], runs: dict[str, Settings], out: Path | None, quiet: bool) -> dict[str, dict[str, Any]]:
+def _compare(
+    events: list[Any], runs: dict[str, Settings], out: Path | None, quiet: bool
+) -> dict[str, dict[str, Any]]:
     from flows.replay import replay
 
     results = {}
@@ -126,8 +137,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     events = generate(seconds=args.seconds, seed=args.seed)
     d = describe(events)
-    print(f"synthetic market SYNTH-SOL: {d['events']:,} events ({d['books']:,} books, {d['trades']:,} trades) "
-          f"over {d['seconds']:.0f} s, seed {args.seed}")
+    print(
+        f"synthetic market SYNTH-SOL: {d['events']:,} events ({d['books']:,} books, {d['trades']:,} trades) "
+        f"over {d['seconds']:.0f} s, seed {args.seed}"
+    )
     runs = {p: load_settings(p, None, args.set) for p in ("phase1", "phase2")}
     out = Path(args.out)
     results = _compare(list(events), runs, out, args.quiet)
@@ -143,15 +156,26 @@ def _common(p: argparse.ArgumentParser, preset_multi: bool = False) -> None:
     else:
         p.add_argument("--preset", choices=["phase1", "phase2"], default="phase2")
         p.add_argument("--config", help="YAML settings file")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting, e.g. strategy.hedger.trigger_base=0.02")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. strategy.hedger.trigger_base=0.02",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _inputs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quotes", action="append", default=[], help="Tardis quotes CSV(.gz) or an mmflow recording")
-    p.add_argument("--trades", action="append", default=[], help="Tardis trades CSV(.gz) or an mmflow recording")
-    p.add_argument("--fills", action="append", help="recorded fills or a live journal (faithful mode: no venue)")
+    p.add_argument(
+        "--quotes", action="append", default=[], help="Tardis quotes CSV(.gz) or an mmflow recording"
+    )
+    p.add_argument(
+        "--trades", action="append", default=[], help="Tardis trades CSV(.gz) or an mmflow recording"
+    )
+    p.add_argument(
+        "--fills", action="append", help="recorded fills or a live journal (faithful mode: no venue)"
+    )
 
 
 def parser() -> argparse.ArgumentParser:

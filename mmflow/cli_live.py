@@ -115,7 +115,9 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         common(p)
-        p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: settings kafka.bootstrap_servers)")
+        p.add_argument(
+            "--bootstrap", help="Kafka bootstrap servers (default: settings kafka.bootstrap_servers)"
+        )
         p.set_defaults(func=fn)
         return p
 
@@ -132,7 +134,9 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     p.add_argument("--process-id", type=int, help="this process' index in a cluster (-i)")
     p.add_argument("--addresses", help='all processes, "host:port;host:port" (-a)')
     p.add_argument("--metrics-port", type=int)
-    p.add_argument("--until-end", action="store_true", help="stop at the end of the topics instead of tailing")
+    p.add_argument(
+        "--until-end", action="store_true", help="stop at the end of the topics instead of tailing"
+    )
     p.add_argument("--recovery-dir")
     p.add_argument("--snapshot-interval", type=float, default=5.0)
     p.add_argument("--backup-interval", type=float, default=0.0)

@@ -39,11 +39,21 @@ def _default_markets() -> dict[str, InstrumentSpec]:
     # Lot 0.001 on every market: the analysis reports 0.027 SOL positions and a 0.001 SOL hedge
     # target, which only a 0.001 lot can produce; fee rates are Binance/Bybit USD-M regular tiers.
     return {
-        "BTCUSDT": InstrumentSpec(tick_size=Decimal("0.1"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")),
-        "ETHUSDT": InstrumentSpec(tick_size=Decimal("0.01"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")),
-        "SOLUSDT": InstrumentSpec(tick_size=Decimal("0.01"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")),
-        "SOL-USD": InstrumentSpec(tick_size=Decimal("0.0025"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")),
-        "SYNTH-SOL": InstrumentSpec(tick_size=Decimal("0.01"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")),
+        "BTCUSDT": InstrumentSpec(
+            tick_size=Decimal("0.1"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")
+        ),
+        "ETHUSDT": InstrumentSpec(
+            tick_size=Decimal("0.01"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")
+        ),
+        "SOLUSDT": InstrumentSpec(
+            tick_size=Decimal("0.01"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")
+        ),
+        "SOL-USD": InstrumentSpec(
+            tick_size=Decimal("0.0025"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")
+        ),
+        "SYNTH-SOL": InstrumentSpec(
+            tick_size=Decimal("0.01"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")
+        ),
     }
 
 

@@ -16,9 +16,21 @@ ZERO = Decimal(0)
 
 class MarketStats:
     __slots__ = (
-        "books", "trades", "maker_fills", "hedge_fills", "fees", "hedge_volume", "hedge_cost",
-        "max_abs_inventory", "quote_intents", "hedge_intents", "cancel_intents",
-        "first_us", "last_us", "band_us", "_abs_inv",
+        "books",
+        "trades",
+        "maker_fills",
+        "hedge_fills",
+        "fees",
+        "hedge_volume",
+        "hedge_cost",
+        "max_abs_inventory",
+        "quote_intents",
+        "hedge_intents",
+        "cancel_intents",
+        "first_us",
+        "last_us",
+        "band_us",
+        "_abs_inv",
     )
 
     def __init__(self) -> None:

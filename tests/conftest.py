@@ -18,5 +18,7 @@ SOL_TRADES = DATA / "bybit_trades_2026-08-09_SOLUSDT.csv.gz"
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not BTC_QUOTES.exists():
-        raise FileNotFoundError(f"real market data not found at {DATA} (expected ../shared/data beside the repo)")
+        raise FileNotFoundError(
+            f"real market data not found at {DATA} (expected ../shared/data beside the repo)"
+        )
     return DATA

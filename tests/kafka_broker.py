@@ -23,8 +23,8 @@ import subprocess
 import time
 import uuid
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Tuple
 
 import pytest
 
@@ -32,7 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 KAFKA_SH = REPO_ROOT / "infra" / "kafka" / "kafka.sh"
 UP_TIMEOUT_S = 300
 
-_Cleanup = Optional[Callable[[], None]]
+_Cleanup = Callable[[], None] | None
 
 
 def _check_reachable(bootstrap: str, timeout: float = 15.0) -> None:
@@ -45,7 +45,7 @@ def _check_reachable(bootstrap: str, timeout: float = 15.0) -> None:
         raise RuntimeError(f"no brokers in metadata from {bootstrap}")
 
 
-def _docker_kafka() -> Tuple[Optional[str], _Cleanup, str]:
+def _docker_kafka() -> tuple[str | None, _Cleanup, str]:
     """Start a KafkaContainer if Docker is usable; (bootstrap, cleanup, why-not)."""
     try:
         import docker  # type: ignore[import-untyped]
@@ -97,7 +97,7 @@ def _run_kafka_sh(*args: str, timeout: float) -> subprocess.CompletedProcess:
     )
 
 
-def _local_kafka() -> Tuple[Optional[str], _Cleanup, str]:
+def _local_kafka() -> tuple[str | None, _Cleanup, str]:
     """Start (or reuse) the broker of infra/kafka/kafka.sh."""
     if not KAFKA_SH.is_file():
         return None, None, f"{KAFKA_SH} not found"
@@ -125,7 +125,7 @@ def _local_kafka() -> Tuple[Optional[str], _Cleanup, str]:
 def kafka_bootstrap() -> Iterator[str]:
     """Bootstrap servers of a running Kafka broker (see module docstring)."""
     reasons = []
-    bootstrap: Optional[str] = None
+    bootstrap: str | None = None
     cleanup: _Cleanup = None
 
     env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
@@ -148,7 +148,8 @@ def kafka_bootstrap() -> Iterator[str]:
 
     if not bootstrap:
         pytest.fail(
-            "could not obtain a Kafka broker:\n  " + "\n  ".join(reasons)
+            "could not obtain a Kafka broker:\n  "
+            + "\n  ".join(reasons)
             + "\nset KAFKA_BOOTSTRAP_SERVERS, start Docker, or fix 'bash infra/kafka/kafka.sh up'",
             pytrace=False,
         )
@@ -169,7 +170,7 @@ def create_topic(
     partitions: int = 1,
     replication_factor: int = 1,
     timeout: float = 30.0,
-    config: Optional[dict] = None,
+    config: dict | None = None,
 ) -> None:
     """Create ``name`` and wait until every partition has a leader."""
     from confluent_kafka.admin import AdminClient, NewTopic

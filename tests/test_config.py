@@ -42,7 +42,12 @@ def test_defaults_are_the_analysis_numbers() -> None:
     assert (s.spreads.size_mult_low_vol, s.spreads.size_mult_high_vol) == (1.1, 0.7)
     h = s.hedger
     assert h.enabled
-    assert (h.trigger_base, h.target_base, h.max_clip_base, h.cooldown_s) == (D("0.010"), D("0.001"), D("0.03"), 2.0)
+    assert (h.trigger_base, h.target_base, h.max_clip_base, h.cooldown_s) == (
+        D("0.010"),
+        D("0.001"),
+        D("0.03"),
+        2.0,
+    )
     inv = s.inventory
     assert inv.soft_cap_enabled and inv.soft_cap_base == D("0.05")
     assert inv.asymmetric_enabled and inv.asymmetric_base == D("0.01")
@@ -54,8 +59,15 @@ def test_defaults_are_the_analysis_numbers() -> None:
 
 def test_default_decimals_are_decimal() -> None:
     s = load_settings().strategy
-    for value in (s.pnl_guard.trigger_quote, s.hedger.trigger_base, s.hedger.target_base, s.hedger.max_clip_base,
-                  s.inventory.soft_cap_base, s.inventory.asymmetric_base, *(t for t, _ in s.inventory.spread_bonus_tiers)):
+    for value in (
+        s.pnl_guard.trigger_quote,
+        s.hedger.trigger_base,
+        s.hedger.target_base,
+        s.hedger.max_clip_base,
+        s.inventory.soft_cap_base,
+        s.inventory.asymmetric_base,
+        *(t for t, _ in s.inventory.spread_bonus_tiers),
+    ):
         assert isinstance(value, Decimal)
 
 
@@ -78,7 +90,13 @@ def test_phase1_disables_the_three_phase2_systems() -> None:
     assert not inv.asymmetric_enabled and not inv.spread_bonus_enabled and not inv.size_reduction_enabled
     # the systems already live in phase 1 stay on
     st = s.strategy
-    assert st.pnl_guard.enabled and st.regime.enabled and st.trend.enabled and st.spreads.enabled and st.hedger.enabled
+    assert (
+        st.pnl_guard.enabled
+        and st.regime.enabled
+        and st.trend.enabled
+        and st.spreads.enabled
+        and st.hedger.enabled
+    )
     assert inv.soft_cap_enabled
 
 
@@ -86,8 +104,19 @@ def test_phase2_enables_everything() -> None:
     s = load_settings("phase2")
     assert s.preset == "phase2"
     inv, st = s.strategy.inventory, s.strategy
-    assert inv.asymmetric_enabled and inv.spread_bonus_enabled and inv.size_reduction_enabled and inv.soft_cap_enabled
-    assert st.pnl_guard.enabled and st.regime.enabled and st.trend.enabled and st.spreads.enabled and st.hedger.enabled
+    assert (
+        inv.asymmetric_enabled
+        and inv.spread_bonus_enabled
+        and inv.size_reduction_enabled
+        and inv.soft_cap_enabled
+    )
+    assert (
+        st.pnl_guard.enabled
+        and st.regime.enabled
+        and st.trend.enabled
+        and st.spreads.enabled
+        and st.hedger.enabled
+    )
     assert s.strategy == load_settings().strategy
 
 
@@ -100,7 +129,9 @@ def test_unknown_preset_is_a_config_error() -> None:
 
 
 def test_yaml_file_is_loaded(tmp_path: Path) -> None:
-    path = write_yaml(tmp_path, """
+    path = write_yaml(
+        tmp_path,
+        """
 strategy:
   hedger:
     trigger_base: "0.03"
@@ -111,7 +142,8 @@ venue:
   order_latency_ms: 12.5
 markets:
   SOLUSDT: {tick_size: "0.001", lot_size: "0.01", min_qty: "0.01"}
-""")
+""",
+    )
     s = load_settings(config_file=path)
     assert s.strategy.hedger.trigger_base == D("0.03")
     assert s.strategy.hedger.cooldown_s == 5.0
@@ -180,12 +212,14 @@ def test_env_validated_together_with_set(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_decimals_via_set_stay_exact() -> None:
-    s = load_settings(overrides=[
-        "strategy.hedger.trigger_base=0.1",
-        "strategy.hedger.target_base=0.003",
-        "strategy.pnl_guard.trigger_quote=-0.35",
-        "venue.at_price_fill_ratio=0.3",
-    ])
+    s = load_settings(
+        overrides=[
+            "strategy.hedger.trigger_base=0.1",
+            "strategy.hedger.target_base=0.003",
+            "strategy.pnl_guard.trigger_quote=-0.35",
+            "venue.at_price_fill_ratio=0.3",
+        ]
+    )
     assert s.strategy.hedger.trigger_base == D("0.1")
     assert str(s.strategy.hedger.trigger_base) == "0.1"
     assert s.strategy.hedger.target_base == D("0.003")
@@ -201,7 +235,8 @@ def test_decimals_via_env_stay_exact(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_parse_set_shapes() -> None:
     assert parse_set(["a.b.c=0.1", "a.b.d=3", "a.e=true", "f=x"]) == {
-        "a": {"b": {"c": "0.1", "d": 3}, "e": True}, "f": "x",
+        "a": {"b": {"c": "0.1", "d": 3}, "e": True},
+        "f": "x",
     }
     with pytest.raises(ConfigError):
         parse_set(["no-equals-sign"])
@@ -227,7 +262,10 @@ def test_parse_set_shapes() -> None:
         (["strategy.volatility.window=abc"], ["strategy.volatility.window"]),
         (["markets.SOLUSDT.tick_size=0"], ["markets.SOLUSDT.tick_size"]),
         (["preset=phase3"], ["preset"]),
-        (["strategy.inventory.spread_bonus_tiers=[[0.02, 2], [0.01, 4]]"], ["strategy.inventory", "spread_bonus_tiers"]),
+        (
+            ["strategy.inventory.spread_bonus_tiers=[[0.02, 2], [0.01, 4]]"],
+            ["strategy.inventory", "spread_bonus_tiers"],
+        ),
     ],
 )
 def test_bad_values_raise_config_error_naming_the_field(overrides: list[str], names: list[str]) -> None:

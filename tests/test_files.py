@@ -25,7 +25,12 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def real(data_dir: Path) -> dict[str, list]:
     out = {}
-    for key, path in {"btc_q": BTC_QUOTES, "btc_t": BTC_TRADES, "sol_q": SOL_QUOTES, "sol_t": SOL_TRADES}.items():
+    for key, path in {
+        "btc_q": BTC_QUOTES,
+        "btc_t": BTC_TRADES,
+        "sol_q": SOL_QUOTES,
+        "sol_t": SOL_TRADES,
+    }.items():
         events, dead = read_events(path)
         assert dead == [], (path.name, dead[:3])
         out[key] = events
@@ -35,18 +40,28 @@ def real(data_dir: Path) -> dict[str, list]:
 # -- the real files -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("key", "count", "kind"), [
-    ("btc_q", 66_089, BookTick), ("btc_t", 21_313, Trade), ("sol_q", 383, BookTick), ("sol_t", 165, Trade),
-])
+@pytest.mark.parametrize(
+    ("key", "count", "kind"),
+    [
+        ("btc_q", 66_089, BookTick),
+        ("btc_t", 21_313, Trade),
+        ("sol_q", 383, BookTick),
+        ("sol_t", 165, Trade),
+    ],
+)
 def test_real_files_row_counts(real, key: str, count: int, kind: type) -> None:
     events = real[key]
     assert len(events) == count
     assert all(type(e) is kind for e in events)
 
 
-@pytest.mark.parametrize(("key", "path", "market"), [
-    ("btc_q", BTC_QUOTES, "BTCUSDT"), ("sol_q", SOL_QUOTES, "SOLUSDT"),
-])
+@pytest.mark.parametrize(
+    ("key", "path", "market"),
+    [
+        ("btc_q", BTC_QUOTES, "BTCUSDT"),
+        ("sol_q", SOL_QUOTES, "SOLUSDT"),
+    ],
+)
 def test_real_quotes_equal_the_csv_text(real, key: str, path: Path, market: str) -> None:
     rows = csv_rows(path)
     events = real[key]
@@ -55,13 +70,21 @@ def test_real_quotes_equal_the_csv_text(real, key: str, path: Path, market: str)
         assert e.market == market == row["symbol"]
         assert (e.ts_exchange, e.ts_recv) == (int(row["timestamp"]), int(row["local_timestamp"]))
         assert (str(e.bid_px), str(e.bid_qty), str(e.ask_px), str(e.ask_qty)) == (
-            row["bid_price"], row["bid_amount"], row["ask_price"], row["ask_amount"])
+            row["bid_price"],
+            row["bid_amount"],
+            row["ask_price"],
+            row["ask_amount"],
+        )
         assert all(isinstance(x, Decimal) for x in (e.bid_px, e.bid_qty, e.ask_px, e.ask_qty))
 
 
-@pytest.mark.parametrize(("key", "path", "market"), [
-    ("btc_t", BTC_TRADES, "BTCUSDT"), ("sol_t", SOL_TRADES, "SOLUSDT"),
-])
+@pytest.mark.parametrize(
+    ("key", "path", "market"),
+    [
+        ("btc_t", BTC_TRADES, "BTCUSDT"),
+        ("sol_t", SOL_TRADES, "SOLUSDT"),
+    ],
+)
 def test_real_trades_equal_the_csv_text(real, key: str, path: Path, market: str) -> None:
     rows = csv_rows(path)
     events = real[key]
@@ -69,17 +92,34 @@ def test_real_trades_equal_the_csv_text(real, key: str, path: Path, market: str)
     for row, e in zip(rows, events, strict=True):
         assert e.market == market
         assert (e.ts_exchange, e.ts_recv, e.trade_id, e.side) == (
-            int(row["timestamp"]), int(row["local_timestamp"]), row["id"], row["side"])
+            int(row["timestamp"]),
+            int(row["local_timestamp"]),
+            row["id"],
+            row["side"],
+        )
         assert (str(e.px), str(e.qty)) == (row["price"], row["amount"])
         assert isinstance(e.px, Decimal) and isinstance(e.qty, Decimal)
 
 
 def test_real_first_rows_spot_check(real) -> None:
-    assert real["btc_q"][0] == BookTick(market="BTCUSDT", ts_exchange=1723161256313000, ts_recv=1723161255088169,
-                                        bid_px=D("61800.20"), bid_qty=D("2.507"), ask_px=D("61800.30"), ask_qty=D("2.510"))
-    assert real["sol_t"][0] == Trade(market="SOLUSDT", ts_exchange=1786310821322000, ts_recv=1786310821431163,
-                                     trade_id="4b0832c3-70e8-5f68-a914-c53f304f507c", side="sell",
-                                     px=D("77.300"), qty=D("5.1"))
+    assert real["btc_q"][0] == BookTick(
+        market="BTCUSDT",
+        ts_exchange=1723161256313000,
+        ts_recv=1723161255088169,
+        bid_px=D("61800.20"),
+        bid_qty=D("2.507"),
+        ask_px=D("61800.30"),
+        ask_qty=D("2.510"),
+    )
+    assert real["sol_t"][0] == Trade(
+        market="SOLUSDT",
+        ts_exchange=1786310821322000,
+        ts_recv=1786310821431163,
+        trade_id="4b0832c3-70e8-5f68-a914-c53f304f507c",
+        side="sell",
+        px=D("77.300"),
+        qty=D("5.1"),
+    )
 
 
 def test_real_files_with_markets_filter(data_dir: Path) -> None:
@@ -108,14 +148,34 @@ def test_merge_arrival_sorted_and_stable_on_real_data(real, pair) -> None:
 
 def test_merge_arrival_ties_keep_stream_order() -> None:
     def bk(ts: int, n: int) -> BookTick:
-        return BookTick(market="SOLUSDT", ts_exchange=n, ts_recv=ts, bid_px=D("1"), bid_qty=D("1"), ask_px=D("2"), ask_qty=D("1"))
+        return BookTick(
+            market="SOLUSDT",
+            ts_exchange=n,
+            ts_recv=ts,
+            bid_px=D("1"),
+            bid_qty=D("1"),
+            ask_px=D("2"),
+            ask_qty=D("1"),
+        )
 
     def tr(ts: int, n: int) -> Trade:
-        return Trade(market="SOLUSDT", ts_exchange=n, ts_recv=ts, trade_id=str(n), side="buy", px=D("2"), qty=D("1"))
+        return Trade(
+            market="SOLUSDT", ts_exchange=n, ts_recv=ts, trade_id=str(n), side="buy", px=D("2"), qty=D("1")
+        )
 
     def fl(ts: int, n: int) -> Fill:
-        return Fill(market="SOLUSDT", ts=ts, fill_id=str(n), intent_id="", side="buy", px=D("2"), qty=D("1"),
-                    fee=D("0"), liquidity="maker", source="maker")
+        return Fill(
+            market="SOLUSDT",
+            ts=ts,
+            fill_id=str(n),
+            intent_id="",
+            side="buy",
+            px=D("2"),
+            qty=D("1"),
+            fee=D("0"),
+            liquidity="maker",
+            source="maker",
+        )
 
     quotes = [bk(10, 1), bk(20, 2), bk(20, 3), bk(30, 4)]
     trades = [tr(5, 5), tr(20, 6), tr(20, 7), tr(25, 8)]
@@ -183,19 +243,48 @@ def test_tardis_quotes_with_bad_rows(tmp_path: Path, gz: bool) -> None:
     path = _write(tmp_path, "quotes", QUOTES_CSV, gz)
     events, dead = read_events(path, markets=MARKETS)
     assert events == [
-        BookTick(market="SOLUSDT", ts_exchange=1000, ts_recv=1100, bid_px=D("77.300"), bid_qty=D("2.0"),
-                 ask_px=D("77.310"), ask_qty=D("1.5")),
-        BookTick(market="BTCUSDT", ts_exchange=1005, ts_recv=1105, bid_px=D("61800.20"), bid_qty=D("2.507"),
-                 ask_px=D("61800.30"), ask_qty=D("0.010")),
-        BookTick(market="SOLUSDT", ts_exchange=1013, ts_recv=1113, bid_px=D("77.290"), bid_qty=D("0.3"),
-                 ask_px=D("77.320"), ask_qty=D("0.1")),
+        BookTick(
+            market="SOLUSDT",
+            ts_exchange=1000,
+            ts_recv=1100,
+            bid_px=D("77.300"),
+            bid_qty=D("2.0"),
+            ask_px=D("77.310"),
+            ask_qty=D("1.5"),
+        ),
+        BookTick(
+            market="BTCUSDT",
+            ts_exchange=1005,
+            ts_recv=1105,
+            bid_px=D("61800.20"),
+            bid_qty=D("2.507"),
+            ask_px=D("61800.30"),
+            ask_qty=D("0.010"),
+        ),
+        BookTick(
+            market="SOLUSDT",
+            ts_exchange=1013,
+            ts_recv=1113,
+            bid_px=D("77.290"),
+            bid_qty=D("0.3"),
+            ask_px=D("77.320"),
+            ask_qty=D("0.1"),
+        ),
     ]
     assert all(isinstance(d, DeadLetter) for d in dead)
     assert all(d.source == path.name for d in dead)
     assert _by_ts(dead, "ts_exchange") == {
-        "1001": BOOK_BAD, "1002": BOOK_BAD, "1003": BOOK_CROSSED, "1004": "unknown market",
-        "1006": BOOK_CROSSED, "1007": BOOK_BAD, "1008": BOOK_BAD, "1009": BOOK_BAD, "-5": BOOK_BAD,
-        "1011": BOOK_BAD, "1012": BOOK_BAD,
+        "1001": BOOK_BAD,
+        "1002": BOOK_BAD,
+        "1003": BOOK_CROSSED,
+        "1004": "unknown market",
+        "1006": BOOK_CROSSED,
+        "1007": BOOK_BAD,
+        "1008": BOOK_BAD,
+        "1009": BOOK_BAD,
+        "-5": BOOK_BAD,
+        "1011": BOOK_BAD,
+        "1012": BOOK_BAD,
     }
     assert len(dead) == 11
     # the raw record keeps the offending value and the market
@@ -210,12 +299,32 @@ def test_tardis_trades_with_bad_rows(tmp_path: Path, gz: bool) -> None:
     path = _write(tmp_path, "trades", TRADES_CSV, gz)
     events, dead = read_events(path, markets=MARKETS)
     assert events == [
-        Trade(market="SOLUSDT", ts_exchange=2000, ts_recv=2100, trade_id="a-1", side="sell", px=D("77.300"), qty=D("5.1")),
-        Trade(market="SOLUSDT", ts_exchange=2007, ts_recv=2107, trade_id="123456", side="buy", px=D("77.320"), qty=D("0.001")),
+        Trade(
+            market="SOLUSDT",
+            ts_exchange=2000,
+            ts_recv=2100,
+            trade_id="a-1",
+            side="sell",
+            px=D("77.300"),
+            qty=D("5.1"),
+        ),
+        Trade(
+            market="SOLUSDT",
+            ts_exchange=2007,
+            ts_recv=2107,
+            trade_id="123456",
+            side="buy",
+            px=D("77.320"),
+            qty=D("0.001"),
+        ),
     ]
     assert _by_ts(dead, "ts_exchange") == {
-        "2001": TRADE_BAD, "2002": TRADE_BAD, "2003": TRADE_BAD, "2004": TRADE_BAD,
-        "2005": "unknown market", "2006": TRADE_BAD,
+        "2001": TRADE_BAD,
+        "2002": TRADE_BAD,
+        "2003": TRADE_BAD,
+        "2004": TRADE_BAD,
+        "2005": "unknown market",
+        "2006": TRADE_BAD,
     }
     assert next(d for d in dead if d.reason == "unknown market").market == "ETHUSDT"
 
@@ -238,17 +347,49 @@ def test_unrecognised_columns_raise(tmp_path: Path) -> None:
 
 def _fills() -> list[Fill]:
     return [
-        Fill(market="SOLUSDT", ts=1786310821431163, fill_id="SOLUSDT-F000000001", intent_id="q-1", side="buy",
-             px=D("77.30"), qty=D("0.010"), fee=D("0.0001546000"), liquidity="maker", source="maker"),
-        Fill(market="SOLUSDT", ts=1786310821431999, fill_id="SOLUSDT-F000000002", intent_id="h-1", side="sell",
-             px=D("77.29"), qty=D("0.009"), fee=D("-0.00034780"), liquidity="taker", source="hedge"),
-        Fill(market="BTCUSDT", ts=1723161255088200, fill_id="BTCUSDT-F000000001", intent_id="", side="sell",
-             px=D("61800.3"), qty=D("0.001"), fee=D("0"), liquidity="maker", source="maker"),
+        Fill(
+            market="SOLUSDT",
+            ts=1786310821431163,
+            fill_id="SOLUSDT-F000000001",
+            intent_id="q-1",
+            side="buy",
+            px=D("77.30"),
+            qty=D("0.010"),
+            fee=D("0.0001546000"),
+            liquidity="maker",
+            source="maker",
+        ),
+        Fill(
+            market="SOLUSDT",
+            ts=1786310821431999,
+            fill_id="SOLUSDT-F000000002",
+            intent_id="h-1",
+            side="sell",
+            px=D("77.29"),
+            qty=D("0.009"),
+            fee=D("-0.00034780"),
+            liquidity="taker",
+            source="hedge",
+        ),
+        Fill(
+            market="BTCUSDT",
+            ts=1723161255088200,
+            fill_id="BTCUSDT-F000000001",
+            intent_id="",
+            side="sell",
+            px=D("61800.3"),
+            qty=D("0.001"),
+            fee=D("0"),
+            liquidity="maker",
+            source="maker",
+        ),
     ]
 
 
 def test_recording_round_trip_real_data(real, tmp_path: Path) -> None:
-    events = merge_arrival([real["sol_q"], real["sol_t"], _fills()]) + real["btc_q"][:500] + real["btc_t"][:500]
+    events = (
+        merge_arrival([real["sol_q"], real["sol_t"], _fills()]) + real["btc_q"][:500] + real["btc_t"][:500]
+    )
     path = write_recording(events, tmp_path / "rec.parquet")
     back, dead = read_events(path)
     assert dead == []
@@ -263,12 +404,31 @@ def test_recording_round_trip_empty(tmp_path: Path) -> None:
     assert read_events(write_recording([], tmp_path / "empty.parquet")) == ([], [])
 
 
-@pytest.mark.parametrize("text", ["0.0001546000", "100", "100.0", "1E+2", "1.5E-10", "2.50E+20", "-0.0", "7.000E-7"])
+@pytest.mark.parametrize(
+    "text", ["0.0001546000", "100", "100.0", "1E+2", "1.5E-10", "2.50E+20", "-0.0", "7.000E-7"]
+)
 def test_recording_round_trip_keeps_decimal_values(tmp_path: Path, text: str) -> None:
-    fill = Fill(market="SOLUSDT", ts=1, fill_id="f", intent_id="i", side="buy", px=D("77.3"), qty=D("0.001"),
-                fee=D(text), liquidity="maker", source="maker")
-    trade = Trade(market="SOLUSDT", ts_exchange=1, ts_recv=2, trade_id="t", side="buy", px=abs(D(text)) or D(1),
-                  qty=D("0.001"))
+    fill = Fill(
+        market="SOLUSDT",
+        ts=1,
+        fill_id="f",
+        intent_id="i",
+        side="buy",
+        px=D("77.3"),
+        qty=D("0.001"),
+        fee=D(text),
+        liquidity="maker",
+        source="maker",
+    )
+    trade = Trade(
+        market="SOLUSDT",
+        ts_exchange=1,
+        ts_recv=2,
+        trade_id="t",
+        side="buy",
+        px=abs(D(text)) or D(1),
+        qty=D("0.001"),
+    )
     back, dead = read_events(write_recording([fill, trade], tmp_path / "one.parquet"))
     assert dead == []
     assert back[0].fee == D(text), (text, back[0].fee)

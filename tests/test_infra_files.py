@@ -174,7 +174,10 @@ def test_grafana_and_prometheus_services(compose):
     s = compose["services"]
     assert s["prometheus"]["image"].startswith("prom/prometheus")
     assert any(str(p).startswith("9090:9090") for p in s["prometheus"]["ports"])
-    assert any(str(v).startswith("./prometheus.yml:/etc/prometheus/prometheus.yml") for v in s["prometheus"]["volumes"])
+    assert any(
+        str(v).startswith("./prometheus.yml:/etc/prometheus/prometheus.yml")
+        for v in s["prometheus"]["volumes"]
+    )
     g = s["grafana"]
     assert g["image"].startswith("grafana/grafana")
     assert any(str(p).startswith("3000:3000") for p in g["ports"])
@@ -260,8 +263,11 @@ def test_dashboard_metric_names_exist(dashboard):
 
 @pytest.mark.parametrize("metric", REQUIRED_PANEL_METRICS)
 def test_dashboard_has_a_panel_for(dashboard, metric):
-    panels = [p for p in _panels(dashboard["panels"])
-              if any(metric in _metric_names(t["expr"]) for t in p.get("targets", []))]
+    panels = [
+        p
+        for p in _panels(dashboard["panels"])
+        if any(metric in _metric_names(t["expr"]) for t in p.get("targets", []))
+    ]
     assert panels, f"no panel queries {metric}"
 
 
@@ -272,7 +278,12 @@ def test_dashboard_queries(dashboard):
     assert any(e.startswith("histogram_quantile(0.5,") and "by (le, market)" in e for e in exprs)
     assert any(e.startswith("histogram_quantile(0.99,") and "by (le, market)" in e for e in exprs)
     assert any("rate(maker_events_total" in e for e in exprs)
-    by_metric = {m: p for p in _panels(dashboard["panels"]) for t in p.get("targets", []) for m in _metric_names(t["expr"])}
+    by_metric = {
+        m: p
+        for p in _panels(dashboard["panels"])
+        for t in p.get("targets", [])
+        for m in _metric_names(t["expr"])
+    }
     guards = by_metric["maker_trend_down_guard"]
     assert guards["type"] == "state-timeline" and by_metric["maker_pnl_guard_active"] is guards
     steps = by_metric["maker_inventory_base"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
@@ -281,4 +292,6 @@ def test_dashboard_queries(dashboard):
     assert by_metric["maker_regime_state"] is vol
     regime_ref = next(t["refId"] for t in vol["targets"] if "maker_regime_state" in t["expr"])
     right = [o for o in vol["fieldConfig"]["overrides"] if o["matcher"]["options"] == regime_ref]
-    assert any(pr["id"] == "custom.axisPlacement" and pr["value"] == "right" for o in right for pr in o["properties"])
+    assert any(
+        pr["id"] == "custom.axisPlacement" and pr["value"] == "right" for o in right for pr in o["properties"]
+    )

@@ -18,8 +18,20 @@ from mmflow.strategy.spreads import vol_spread
 P2 = load_settings("phase2").strategy.inventory
 P1 = load_settings("phase1").strategy.inventory
 
-BOUNDARIES = ["0", "0.001", "0.01", "0.0100001", "0.011", "0.02", "0.0200001", "0.03", "0.0300001",
-              "0.05", "0.0500001", "0.5"]
+BOUNDARIES = [
+    "0",
+    "0.001",
+    "0.01",
+    "0.0100001",
+    "0.011",
+    "0.02",
+    "0.0200001",
+    "0.03",
+    "0.0300001",
+    "0.05",
+    "0.0500001",
+    "0.5",
+]
 
 
 def test_presets_toggle_only_the_phase2_rules():
@@ -233,8 +245,14 @@ def test_vol_spread_disabled():
 
 
 def test_vol_spread_custom_range():
-    cfg = SpreadConfig(min_bps=4.0, max_bps=8.0, vol_low_bps=2.0, vol_high_bps=4.0,
-                       size_mult_low_vol=1.0, size_mult_high_vol=0.5)
+    cfg = SpreadConfig(
+        min_bps=4.0,
+        max_bps=8.0,
+        vol_low_bps=2.0,
+        vol_high_bps=4.0,
+        size_mult_low_vol=1.0,
+        size_mult_high_vol=0.5,
+    )
     s, m = vol_spread(cfg, 3.0)
     assert s == pytest.approx(6.0)
     assert m == pytest.approx(0.75)

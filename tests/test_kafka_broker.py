@@ -17,9 +17,7 @@ def test_produce_consume_roundtrip(kafka_bootstrap: str, unique_topic_prefix: st
     errors = []
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all"})
     for key, value in sent.items():
-        producer.produce(
-            topic, key=key, value=value, on_delivery=lambda err, msg: err and errors.append(err)
-        )
+        producer.produce(topic, key=key, value=value, on_delivery=lambda err, msg: err and errors.append(err))
     assert producer.flush(30) == 0, "messages still in flight after 30s"
     assert not errors, errors
 

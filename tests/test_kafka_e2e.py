@@ -11,8 +11,8 @@ import signal
 import subprocess
 import sys
 import time
-from decimal import Decimal
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -35,9 +35,12 @@ MALFORMED = [b"not json", b'{"v":1,"type":"book","market":"BTCUSDT"}', b'{"v":7,
 
 def topic_sets(prefix: str) -> list[str]:
     return [
-        f"kafka.market_data_topic={prefix}.md", f"kafka.fills_topic={prefix}.fills",
-        f"kafka.intents_topic={prefix}.intents", f"kafka.dead_letter_topic={prefix}.dlq",
-        f"kafka.control_topic={prefix}.control", f"kafka.group_id={prefix}",
+        f"kafka.market_data_topic={prefix}.md",
+        f"kafka.fills_topic={prefix}.fills",
+        f"kafka.intents_topic={prefix}.intents",
+        f"kafka.dead_letter_topic={prefix}.dlq",
+        f"kafka.control_topic={prefix}.control",
+        f"kafka.group_id={prefix}",
     ]
 
 
@@ -46,8 +49,14 @@ def mmflow(*args: str) -> list[str]:
 
 
 def start(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.Popen(
+        args,
+        cwd=REPO,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -74,11 +83,19 @@ def wait_settled(port: int, market: str, expected: Callable[[], int], timeout: f
     raise TimeoutError(f"flow did not settle: events={last}, expected {expected()}")
 
 
-def test_live_loop_end_to_end_and_offline_replay(kafka_bootstrap, unique_topic_prefix, tmp_path, data_dir) -> None:
+def test_live_loop_end_to_end_and_offline_replay(
+    kafka_bootstrap, unique_topic_prefix, tmp_path, data_dir
+) -> None:
     prefix = unique_topic_prefix
     sets = [*topic_sets(prefix), f"kafka.bootstrap_servers={kafka_bootstrap}"]
     settings = load_settings("phase2", BTC_CONFIG, sets)
-    for topic in (f"{prefix}.md", f"{prefix}.fills", f"{prefix}.intents", f"{prefix}.dlq", f"{prefix}.fills.journal"):
+    for topic in (
+        f"{prefix}.md",
+        f"{prefix}.fills",
+        f"{prefix}.intents",
+        f"{prefix}.dlq",
+        f"{prefix}.fills.journal",
+    ):
         create_topic(kafka_bootstrap, topic, partitions=2)
     cfg_args = ["--preset", "phase2", "--config", str(BTC_CONFIG), *[a for s in sets for a in ("--set", s)]]
 
@@ -93,12 +110,20 @@ def test_live_loop_end_to_end_and_offline_replay(kafka_bootstrap, unique_topic_p
     flow = start(mmflow("run", "--metrics-port", str(port), *cfg_args), tmp_path / "flow.log")
     try:
         # Paced at 30x the recorded speed, so intents reach the venue while their market is still there.
-        fed = subprocess.run(mmflow("feed", "--quotes", str(BTC_QUOTES), "--trades", str(BTC_TRADES), "--speed", "30",
-                                    *cfg_args),
-                             cwd=REPO, capture_output=True, text=True, timeout=300)
+        fed = subprocess.run(
+            mmflow(
+                "feed", "--quotes", str(BTC_QUOTES), "--trades", str(BTC_TRADES), "--speed", "30", *cfg_args
+            ),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert fed.returncode == 0, fed.stderr
         fills_topic = f"{prefix}.fills"
-        samples = wait_settled(port, "BTCUSDT", lambda: 87_402 + len(read_topic(settings.kafka, fills_topic, 1.0)))
+        samples = wait_settled(
+            port, "BTCUSDT", lambda: 87_402 + len(read_topic(settings.kafka, fills_topic, 1.0))
+        )
     finally:
         stop(flow)
         stop(venue)
@@ -106,8 +131,14 @@ def test_live_loop_end_to_end_and_offline_replay(kafka_bootstrap, unique_topic_p
     # Inventory and realized PnL on /metrics equal those computed independently from the fills topic.
     fills = [decode_input(v) for v in read_topic(settings.kafka, f"{prefix}.fills", idle_s=2.0)]
     assert len(fills) > 5, "the venue produced too few fills for a meaningful check"
-    frame = pl.DataFrame({"side": [f.side for f in fills], "price": [f.px for f in fills],
-                          "qty": [f.qty for f in fills], "fee": [f.fee for f in fills]})
+    frame = pl.DataFrame(
+        {
+            "side": [f.side for f in fills],
+            "price": [f.px for f in fills],
+            "qty": [f.qty for f in fills],
+            "fee": [f.fee for f in fills],
+        }
+    )
     realized, position = independent_fifo(frame)
     btc = frozenset({("market", "BTCUSDT")})
     assert samples[("maker_inventory_base", btc)] == float(position)

@@ -28,23 +28,63 @@ def intents_by_market(settings, topic: str) -> dict[str, list[bytes]]:
 def test_two_processes_give_the_same_intents_as_one(kafka_bootstrap, unique_topic_prefix, data_dir) -> None:
     prefix = unique_topic_prefix
     base = [*topic_sets(prefix), f"kafka.bootstrap_servers={kafka_bootstrap}"]
-    for topic in (f"{prefix}.md", f"{prefix}.fills", f"{prefix}.one", f"{prefix}.two", f"{prefix}.dlq",
-                  f"{prefix}.fills.journal"):
+    for topic in (
+        f"{prefix}.md",
+        f"{prefix}.fills",
+        f"{prefix}.one",
+        f"{prefix}.two",
+        f"{prefix}.dlq",
+        f"{prefix}.fills.journal",
+    ):
         create_topic(kafka_bootstrap, topic, partitions=4)
     args = [a for s in base for a in ("--set", s)]
-    feed = subprocess.run(mmflow("feed", "--quotes", str(BTC_QUOTES), "--quotes", str(SOL_QUOTES), "--trades",
-                                 str(BTC_TRADES), "--trades", str(SOL_TRADES), *args),
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    feed = subprocess.run(
+        mmflow(
+            "feed",
+            "--quotes",
+            str(BTC_QUOTES),
+            "--quotes",
+            str(SOL_QUOTES),
+            "--trades",
+            str(BTC_TRADES),
+            "--trades",
+            str(SOL_TRADES),
+            *args,
+        ),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert feed.returncode == 0, feed.stderr
 
-    one = subprocess.run(mmflow("run", "--until-end", *args, "--set", f"kafka.intents_topic={prefix}.one"),
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    one = subprocess.run(
+        mmflow("run", "--until-end", *args, "--set", f"kafka.intents_topic={prefix}.one"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert one.returncode == 0, one.stderr[-2000:]
     addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
     procs = [
-        subprocess.Popen(mmflow("run", "--until-end", "--process-id", str(i), "--addresses", addresses,
-                                *args, "--set", f"kafka.intents_topic={prefix}.two"),
-                         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            mmflow(
+                "run",
+                "--until-end",
+                "--process-id",
+                str(i),
+                "--addresses",
+                addresses,
+                *args,
+                "--set",
+                f"kafka.intents_topic={prefix}.two",
+            ),
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in (0, 1)
     ]
     for proc in procs:
@@ -52,7 +92,10 @@ def test_two_processes_give_the_same_intents_as_one(kafka_bootstrap, unique_topi
         assert proc.returncode == 0, err[-2000:]
 
     settings = load_settings(None, None, base)
-    single, double = intents_by_market(settings, f"{prefix}.one"), intents_by_market(settings, f"{prefix}.two")
+    single, double = (
+        intents_by_market(settings, f"{prefix}.one"),
+        intents_by_market(settings, f"{prefix}.two"),
+    )
     assert set(single) == {"BTCUSDT", "SOLUSDT"}
     for market in single:
         assert len(single[market]) > 3

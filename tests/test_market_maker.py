@@ -28,15 +28,33 @@ def make(preset: str = "phase2") -> MarketMaker:
 
 
 def tick(ts: int, bid: str = "150.00", ask: str = "150.01") -> BookTick:
-    return BookTick(market=MKT, ts_exchange=ts, ts_recv=ts, bid_px=D(bid), bid_qty=D("10"),
-                    ask_px=D(ask), ask_qty=D("10"))
+    return BookTick(
+        market=MKT, ts_exchange=ts, ts_recv=ts, bid_px=D(bid), bid_qty=D("10"), ask_px=D(ask), ask_qty=D("10")
+    )
 
 
-def fill(ts: int, fill_id: str, side: str, px: str, qty: str, fee: str = "0",
-         source: str = "maker", intent_id: str = "SOLUSDT-000000001") -> Fill:
-    return Fill(market=MKT, ts=ts, fill_id=fill_id, intent_id=intent_id, side=side, px=D(px),
-                qty=D(qty), fee=D(fee), liquidity="maker" if source == "maker" else "taker",
-                source=source)
+def fill(
+    ts: int,
+    fill_id: str,
+    side: str,
+    px: str,
+    qty: str,
+    fee: str = "0",
+    source: str = "maker",
+    intent_id: str = "SOLUSDT-000000001",
+) -> Fill:
+    return Fill(
+        market=MKT,
+        ts=ts,
+        fill_id=fill_id,
+        intent_id=intent_id,
+        side=side,
+        px=D(px),
+        qty=D(qty),
+        fee=D(fee),
+        liquidity="maker" if source == "maker" else "taker",
+        source=source,
+    )
 
 
 def feed(mm: MarketMaker, ev) -> list:
@@ -53,9 +71,17 @@ def warm(mm: MarketMaker) -> list:
 
 
 FIRST_QUOTE = QuoteIntent(
-    market=MKT, ts=T0 + 5 * S, intent_id="SOLUSDT-000000001",
-    bid_px=D("149.95"), bid_qty=D("0.011"), ask_px=D("150.06"), ask_qty=D("0.011"),
-    best_bid=D("150.00"), best_ask=D("150.01"), inventory=D("0"), reasons=(),
+    market=MKT,
+    ts=T0 + 5 * S,
+    intent_id="SOLUSDT-000000001",
+    bid_px=D("149.95"),
+    bid_qty=D("0.011"),
+    ask_px=D("150.06"),
+    ask_qty=D("0.011"),
+    best_bid=D("150.00"),
+    best_ask=D("150.01"),
+    inventory=D("0"),
+    reasons=(),
 )
 
 
@@ -83,8 +109,12 @@ def test_many_ticks_within_first_second_do_not_warm_up():
     mm = make()
     # 100 ticks, 10 ms apart, all in one sampling interval: only one sample
     for i in range(100):
-        assert mm.on_book(tick(T0 + i * 10_000, "150.00" if i % 2 else "150.01",
-                               "150.01" if i % 2 else "150.02")) == []
+        assert (
+            mm.on_book(
+                tick(T0 + i * 10_000, "150.00" if i % 2 else "150.01", "150.01" if i % 2 else "150.02")
+            )
+            == []
+        )
     assert len(mm.vol.returns) == 0
 
 
@@ -120,11 +150,21 @@ def test_quote_resent_when_price_moves_past_tolerance():
     warm(mm)
     # mid 150.055: 150.055 * 0.99965 = 150.00248075 -> 150.00 ; * 1.00035 = 150.10751925 -> 150.11
     out = mm.on_book(tick(T0 + 5 * S + 500_000, "150.05", "150.06"))
-    assert out == [QuoteIntent(
-        market=MKT, ts=T0 + 5 * S + 500_000, intent_id="SOLUSDT-000000002",
-        bid_px=D("150.00"), bid_qty=D("0.011"), ask_px=D("150.11"), ask_qty=D("0.011"),
-        best_bid=D("150.05"), best_ask=D("150.06"), inventory=D("0"), reasons=(),
-    )]
+    assert out == [
+        QuoteIntent(
+            market=MKT,
+            ts=T0 + 5 * S + 500_000,
+            intent_id="SOLUSDT-000000002",
+            bid_px=D("150.00"),
+            bid_qty=D("0.011"),
+            ask_px=D("150.11"),
+            ask_qty=D("0.011"),
+            best_bid=D("150.05"),
+            best_ask=D("150.06"),
+            inventory=D("0"),
+            reasons=(),
+        )
+    ]
 
 
 # -- fills, hedger and asymmetric quoting --------------------------------------------------------
@@ -133,9 +173,16 @@ FILL_TS = T0 + 5 * S + 100_000
 # 149.95 x 0.011 x 0.0002 = 0.00032989
 BUY_FILL = fill(FILL_TS, "f1", "buy", "149.95", "0.011", fee="0.00032989")
 HEDGE_AFTER_BUY = HedgeIntent(
-    market=MKT, ts=FILL_TS, intent_id="SOLUSDT-000000002", side="sell", qty=D("0.010"),
+    market=MKT,
+    ts=FILL_TS,
+    intent_id="SOLUSDT-000000002",
+    side="sell",
+    qty=D("0.010"),
     # 150.00 x 0.9995 = 149.925 -> rounded up (conservative for a sell) to 149.93
-    limit_px=D("149.93"), best_bid=D("150.00"), best_ask=D("150.01"), inventory=D("0.011"),
+    limit_px=D("149.93"),
+    best_bid=D("150.00"),
+    best_ask=D("150.01"),
+    inventory=D("0.011"),
     reasons=("inventory>0.010",),
 )
 
@@ -151,9 +198,16 @@ def test_phase2_buy_fill_to_0011_hedges_and_quotes_asks_only():
     assert out == [
         HEDGE_AFTER_BUY,
         QuoteIntent(
-            market=MKT, ts=FILL_TS, intent_id="SOLUSDT-000000003",
-            bid_px=None, bid_qty=None, ask_px=D("150.08"), ask_qty=D("0.008"),
-            best_bid=D("150.00"), best_ask=D("150.01"), inventory=D("0.011"),
+            market=MKT,
+            ts=FILL_TS,
+            intent_id="SOLUSDT-000000003",
+            bid_px=None,
+            bid_qty=None,
+            ask_px=D("150.08"),
+            ask_qty=D("0.008"),
+            best_bid=D("150.00"),
+            best_ask=D("150.01"),
+            inventory=D("0.011"),
             reasons=("inventory_spread+2bps", "inventory_size_x0.75", "asymmetric:ask_only"),
         ),
     ]
@@ -169,9 +223,17 @@ def test_phase1_same_inventory_still_quotes_both_sides():
     assert out == [
         HEDGE_AFTER_BUY,
         QuoteIntent(
-            market=MKT, ts=FILL_TS, intent_id="SOLUSDT-000000003",
-            bid_px=D("149.95"), bid_qty=D("0.011"), ask_px=D("150.06"), ask_qty=D("0.011"),
-            best_bid=D("150.00"), best_ask=D("150.01"), inventory=D("0.011"), reasons=(),
+            market=MKT,
+            ts=FILL_TS,
+            intent_id="SOLUSDT-000000003",
+            bid_px=D("149.95"),
+            bid_qty=D("0.011"),
+            ask_px=D("150.06"),
+            ask_qty=D("0.011"),
+            best_bid=D("150.00"),
+            best_ask=D("150.01"),
+            inventory=D("0.011"),
+            reasons=(),
         ),
     ]
 
@@ -181,11 +243,21 @@ def test_inventory_exactly_at_threshold_is_symmetric_and_unhedged():
     warm(mm)
     out = mm.on_fill(fill(FILL_TS, "f1", "buy", "149.95", "0.010"))
     # 0.010 is not past the 0.01 thresholds: no hedge, no bonus, both sides (re-sent after a fill)
-    assert out == [QuoteIntent(
-        market=MKT, ts=FILL_TS, intent_id="SOLUSDT-000000002",
-        bid_px=D("149.95"), bid_qty=D("0.011"), ask_px=D("150.06"), ask_qty=D("0.011"),
-        best_bid=D("150.00"), best_ask=D("150.01"), inventory=D("0.010"), reasons=(),
-    )]
+    assert out == [
+        QuoteIntent(
+            market=MKT,
+            ts=FILL_TS,
+            intent_id="SOLUSDT-000000002",
+            bid_px=D("149.95"),
+            bid_qty=D("0.011"),
+            ask_px=D("150.06"),
+            ask_qty=D("0.011"),
+            best_bid=D("150.00"),
+            best_ask=D("150.01"),
+            inventory=D("0.010"),
+            reasons=(),
+        )
+    ]
 
 
 def test_phase2_short_inventory_quotes_bids_only_with_tier_two():
@@ -198,14 +270,28 @@ def test_phase2_short_inventory_quotes_bids_only_with_tier_two():
     # size 0.01 x 1.1 x 0.5 = 0.0055 -> 0.005
     assert out == [
         HedgeIntent(
-            market=MKT, ts=FILL_TS, intent_id="SOLUSDT-000000002", side="buy", qty=D("0.024"),
-            limit_px=D("150.08"), best_bid=D("150.00"), best_ask=D("150.01"),
-            inventory=D("-0.025"), reasons=("inventory>0.010",),
+            market=MKT,
+            ts=FILL_TS,
+            intent_id="SOLUSDT-000000002",
+            side="buy",
+            qty=D("0.024"),
+            limit_px=D("150.08"),
+            best_bid=D("150.00"),
+            best_ask=D("150.01"),
+            inventory=D("-0.025"),
+            reasons=("inventory>0.010",),
         ),
         QuoteIntent(
-            market=MKT, ts=FILL_TS, intent_id="SOLUSDT-000000003",
-            bid_px=D("149.92"), bid_qty=D("0.005"), ask_px=None, ask_qty=None,
-            best_bid=D("150.00"), best_ask=D("150.01"), inventory=D("-0.025"),
+            market=MKT,
+            ts=FILL_TS,
+            intent_id="SOLUSDT-000000003",
+            bid_px=D("149.92"),
+            bid_qty=D("0.005"),
+            ask_px=None,
+            ask_qty=None,
+            best_bid=D("150.00"),
+            best_ask=D("150.01"),
+            inventory=D("-0.025"),
             reasons=("inventory_spread+4bps", "inventory_size_x0.5", "asymmetric:bid_only"),
         ),
     ]
@@ -218,14 +304,29 @@ def test_phase1_soft_cap_halves_the_adding_side():
     # hedge: min(0.059, 0.03) = 0.03 ; quote: bid 0.011 x 0.5 -> 0.0055 -> 0.005, ask 0.011
     assert out == [
         HedgeIntent(
-            market=MKT, ts=FILL_TS, intent_id="SOLUSDT-000000002", side="sell", qty=D("0.03"),
-            limit_px=D("149.93"), best_bid=D("150.00"), best_ask=D("150.01"),
-            inventory=D("0.06"), reasons=("inventory>0.010",),
+            market=MKT,
+            ts=FILL_TS,
+            intent_id="SOLUSDT-000000002",
+            side="sell",
+            qty=D("0.03"),
+            limit_px=D("149.93"),
+            best_bid=D("150.00"),
+            best_ask=D("150.01"),
+            inventory=D("0.06"),
+            reasons=("inventory>0.010",),
         ),
         QuoteIntent(
-            market=MKT, ts=FILL_TS, intent_id="SOLUSDT-000000003",
-            bid_px=D("149.95"), bid_qty=D("0.005"), ask_px=D("150.06"), ask_qty=D("0.011"),
-            best_bid=D("150.00"), best_ask=D("150.01"), inventory=D("0.06"), reasons=("soft_cap",),
+            market=MKT,
+            ts=FILL_TS,
+            intent_id="SOLUSDT-000000003",
+            bid_px=D("149.95"),
+            bid_qty=D("0.005"),
+            ask_px=D("150.06"),
+            ask_qty=D("0.011"),
+            best_bid=D("150.00"),
+            best_ask=D("150.01"),
+            inventory=D("0.06"),
+            reasons=("soft_cap",),
         ),
     ]
 
@@ -254,20 +355,49 @@ def test_hedger_cooldown_and_wake_through_market_maker():
     assert mm.on_book(tick(FILL_TS + 2 * S - 1)) == []
     # exactly 2 s after the hedge (no new sample boundary, same book): the wake timer fires
     out = mm.on_book(tick(FILL_TS + 2 * S))
-    assert out == [HedgeIntent(
-        market=MKT, ts=FILL_TS + 2 * S, intent_id="SOLUSDT-000000004", side="sell", qty=D("0.010"),
-        limit_px=D("149.93"), best_bid=D("150.00"), best_ask=D("150.01"), inventory=D("0.011"),
-        reasons=("inventory>0.010",),
-    )]
+    assert out == [
+        HedgeIntent(
+            market=MKT,
+            ts=FILL_TS + 2 * S,
+            intent_id="SOLUSDT-000000004",
+            side="sell",
+            qty=D("0.010"),
+            limit_px=D("149.93"),
+            best_bid=D("150.00"),
+            best_ask=D("150.01"),
+            inventory=D("0.011"),
+            reasons=("inventory>0.010",),
+        )
+    ]
     # the hedge fills: 0.001 left, both sides back at full size
-    out = mm.on_fill(fill(FILL_TS + 2 * S + 1, "h1", "sell", "150.00", "0.010", fee="0.00075",
-                          source="hedge", intent_id="SOLUSDT-000000004"))
+    out = mm.on_fill(
+        fill(
+            FILL_TS + 2 * S + 1,
+            "h1",
+            "sell",
+            "150.00",
+            "0.010",
+            fee="0.00075",
+            source="hedge",
+            intent_id="SOLUSDT-000000004",
+        )
+    )
     assert mm.inventory == D("0.001")
-    assert out == [QuoteIntent(
-        market=MKT, ts=FILL_TS + 2 * S + 1, intent_id="SOLUSDT-000000005",
-        bid_px=D("149.95"), bid_qty=D("0.011"), ask_px=D("150.06"), ask_qty=D("0.011"),
-        best_bid=D("150.00"), best_ask=D("150.01"), inventory=D("0.001"), reasons=(),
-    )]
+    assert out == [
+        QuoteIntent(
+            market=MKT,
+            ts=FILL_TS + 2 * S + 1,
+            intent_id="SOLUSDT-000000005",
+            bid_px=D("149.95"),
+            bid_qty=D("0.011"),
+            ask_px=D("150.06"),
+            ask_qty=D("0.011"),
+            best_bid=D("150.00"),
+            best_ask=D("150.01"),
+            inventory=D("0.001"),
+            reasons=(),
+        )
+    ]
     # FIFO: 0.010 closed at 150.00 - 149.95 = +0.0005 ; fees 0.00032989 + 0.00075 -> -0.00057989
     assert mm.realized == D("-0.00057989")
 
@@ -346,11 +476,21 @@ def test_pnl_guard_reason_after_realized_minus_020():
     assert mm.pnl_guard.engagements == 1
     # spread 7 + 6 = 13 -> 6.5 bps: 150.005 -/+ 0.09750325 -> 149.90 / 150.11
     # size 0.01 x 1.1 x 0.85 = 0.00935 -> 0.009
-    assert out == [QuoteIntent(
-        market=MKT, ts=FILL_TS + 1, intent_id="SOLUSDT-000000004",
-        bid_px=D("149.90"), bid_qty=D("0.009"), ask_px=D("150.11"), ask_qty=D("0.009"),
-        best_bid=D("150.00"), best_ask=D("150.01"), inventory=D("0"), reasons=("pnl_guard",),
-    )]
+    assert out == [
+        QuoteIntent(
+            market=MKT,
+            ts=FILL_TS + 1,
+            intent_id="SOLUSDT-000000004",
+            bid_px=D("149.90"),
+            bid_qty=D("0.009"),
+            ask_px=D("150.11"),
+            ask_qty=D("0.009"),
+            best_bid=D("150.00"),
+            best_ask=D("150.01"),
+            inventory=D("0"),
+            reasons=("pnl_guard",),
+        )
+    ]
 
 
 def test_pnl_guard_not_engaged_at_minus_019():

@@ -14,10 +14,19 @@ from mmflow.config import load_settings
 from tests.conftest import SOL_QUOTES, SOL_TRADES
 
 NAMED = (
-    "maker_fifo_realized_quote", "maker_regime_state", "maker_volatility_bps", "maker_trend_down_guard",
-    "maker_pnl_guard_active", "maker_inventory_base", "maker_quoted_spread_bps", "maker_fills_total",
-    "maker_intents_total", "maker_hedge_volume_base_total", "maker_hedge_cost_quote_total",
-    "maker_processing_latency_seconds_bucket", "maker_events_total",
+    "maker_fifo_realized_quote",
+    "maker_regime_state",
+    "maker_volatility_bps",
+    "maker_trend_down_guard",
+    "maker_pnl_guard_active",
+    "maker_inventory_base",
+    "maker_quoted_spread_bps",
+    "maker_fills_total",
+    "maker_intents_total",
+    "maker_hedge_volume_base_total",
+    "maker_hedge_cost_quote_total",
+    "maker_processing_latency_seconds_bucket",
+    "maker_events_total",
 )
 
 
@@ -31,13 +40,20 @@ def scrape(port: int) -> dict[tuple[str, frozenset], float]:
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     return {
         (s.name, frozenset(s.labels.items())): s.value
-        for fam in text_string_to_metric_families(body) for s in fam.samples
+        for fam in text_string_to_metric_families(body)
+        for s in fam.samples
     }
 
 
 def test_metrics_endpoint_serves_the_analysis_metrics(data_dir) -> None:
-    settings = load_settings("phase2", overrides=["strategy.quoting.base_size=0.02", "strategy.spreads.min_bps=2",
-                                                   "strategy.spreads.max_bps=3"])
+    settings = load_settings(
+        "phase2",
+        overrides=[
+            "strategy.quoting.base_size=0.02",
+            "strategy.spreads.min_bps=2",
+            "strategy.spreads.max_bps=3",
+        ],
+    )
     events, dead = load_inputs([SOL_QUOTES], [SOL_TRADES], [], settings)
     metrics = Metrics()
     port = free_port()

@@ -31,19 +31,40 @@ def venue(spec) -> PaperVenue:
     return make_venue(spec)
 
 
-def quote(ts: int, iid: str, bid: str | None = None, bid_qty: str | None = None,
-          ask: str | None = None, ask_qty: str | None = None) -> QuoteIntent:
+def quote(
+    ts: int,
+    iid: str,
+    bid: str | None = None,
+    bid_qty: str | None = None,
+    ask: str | None = None,
+    ask_qty: str | None = None,
+) -> QuoteIntent:
     return QuoteIntent(
-        market=MKT, ts=ts, intent_id=iid,
-        bid_px=D(bid) if bid else None, bid_qty=D(bid_qty) if bid_qty else None,
-        ask_px=D(ask) if ask else None, ask_qty=D(ask_qty) if ask_qty else None,
-        best_bid=D("77.00"), best_ask=D("77.10"), inventory=D(0),
+        market=MKT,
+        ts=ts,
+        intent_id=iid,
+        bid_px=D(bid) if bid else None,
+        bid_qty=D(bid_qty) if bid_qty else None,
+        ask_px=D(ask) if ask else None,
+        ask_qty=D(ask_qty) if ask_qty else None,
+        best_bid=D("77.00"),
+        best_ask=D("77.10"),
+        inventory=D(0),
     )
 
 
 def hedge(ts: int, iid: str, side: str, qty: str, limit: str) -> HedgeIntent:
-    return HedgeIntent(market=MKT, ts=ts, intent_id=iid, side=side, qty=D(qty), limit_px=D(limit),  # type: ignore[arg-type]
-                       best_bid=D("77.00"), best_ask=D("77.01"), inventory=D("0.02"))
+    return HedgeIntent(
+        market=MKT,
+        ts=ts,
+        intent_id=iid,
+        side=side,
+        qty=D(qty),
+        limit_px=D(limit),  # type: ignore[arg-type]
+        best_bid=D("77.00"),
+        best_ask=D("77.01"),
+        inventory=D("0.02"),
+    )
 
 
 def cancel_all(ts: int, iid: str) -> CancelAllIntent:
@@ -60,7 +81,15 @@ def trade(ts: int, side: str, px: str, qty: str) -> Trade:
 
 
 def book(ts: int, bid: str, bid_qty: str, ask: str, ask_qty: str) -> BookTick:
-    return BookTick(market=MKT, ts_exchange=ts, ts_recv=ts, bid_px=D(bid), bid_qty=D(bid_qty), ask_px=D(ask), ask_qty=D(ask_qty))
+    return BookTick(
+        market=MKT,
+        ts_exchange=ts,
+        ts_recv=ts,
+        bid_px=D(bid),
+        bid_qty=D(bid_qty),
+        ask_px=D(ask),
+        ask_qty=D(ask_qty),
+    )
 
 
 # -- liveness -----------------------------------------------------------------------------------
@@ -97,7 +126,14 @@ def test_sell_trade_through_bid_fills_at_our_price_with_maker_fee(venue: PaperVe
     assert len(fills) == 1
     f = fills[0]
     assert isinstance(f, Fill)
-    assert (f.market, f.ts, f.intent_id, f.side, f.px, f.qty) == (MKT, 15_000, "q1", "buy", D("77.00"), D("0.004"))
+    assert (f.market, f.ts, f.intent_id, f.side, f.px, f.qty) == (
+        MKT,
+        15_000,
+        "q1",
+        "buy",
+        D("77.00"),
+        D("0.004"),
+    )
     assert f.fee == D("77.00") * D("0.004") * spec.maker_fee_rate
     assert f.fee == D("0.0000616")  # 77 * 0.004 * 0.0002, exact
     assert isinstance(f.fee, Decimal)
@@ -177,7 +213,10 @@ def test_one_sweep_fills_best_bid_first_and_shares_trade_size(spec) -> None:
     v.submit(quote(0, "q1", bid="77.00", bid_qty="0.010"))
     v.submit(quote(12_000, "q2", bid="77.05", bid_qty="0.010"))  # live 22_000, q1 cancelled 32_000
     fills = v.on_trade(trade(25_000, "sell", "76.90", "0.015"))
-    assert [(f.intent_id, f.px, f.qty) for f in fills] == [("q2", D("77.05"), D("0.010")), ("q1", D("77.00"), D("0.005"))]
+    assert [(f.intent_id, f.px, f.qty) for f in fills] == [
+        ("q2", D("77.05"), D("0.010")),
+        ("q1", D("77.00"), D("0.005")),
+    ]
 
 
 # -- the touch crossing a resting order ---------------------------------------------------------
@@ -275,7 +314,14 @@ def test_hedge_buy_ioc_executes_at_touch_after_order_latency(venue: PaperVenue, 
     fills = venue.on_book(book(1_000 + ORDER_LAT_US, "77.00", "1", "77.02", "0.004"))
     assert len(fills) == 1
     f = fills[0]
-    assert (f.market, f.ts, f.intent_id, f.side, f.px, f.qty) == (MKT, 11_000, "h1", "buy", D("77.02"), D("0.004"))
+    assert (f.market, f.ts, f.intent_id, f.side, f.px, f.qty) == (
+        MKT,
+        11_000,
+        "h1",
+        "buy",
+        D("77.02"),
+        D("0.004"),
+    )
     assert f.fee == D("77.02") * D("0.004") * spec.taker_fee_rate
     assert f.fee == D("0.00015404")
     assert (f.liquidity, f.source) == ("taker", "hedge")
@@ -287,7 +333,9 @@ def test_hedge_buy_ioc_executes_at_touch_after_order_latency(venue: PaperVenue, 
 def test_hedge_sell_ioc_executes_at_best_bid(venue: PaperVenue, spec) -> None:
     venue.submit(hedge(0, "h1", "sell", "0.010", "76.95"))
     fills = venue.on_book(book(ORDER_LAT_US, "77.00", "2", "77.01", "5"))
-    assert [(f.side, f.px, f.qty, f.liquidity, f.source) for f in fills] == [("sell", D("77.00"), D("0.010"), "taker", "hedge")]
+    assert [(f.side, f.px, f.qty, f.liquidity, f.source) for f in fills] == [
+        ("sell", D("77.00"), D("0.010"), "taker", "hedge")
+    ]
     assert fills[0].fee == D("77.00") * D("0.010") * spec.taker_fee_rate
 
 
@@ -297,7 +345,9 @@ def test_hedge_ioc_at_exactly_its_limit_fills(venue: PaperVenue) -> None:
 
 
 @pytest.mark.parametrize(("side", "limit"), [("buy", "77.00"), ("sell", "77.01")])
-def test_hedge_ioc_with_limit_worse_than_touch_does_not_fill(venue: PaperVenue, side: str, limit: str) -> None:
+def test_hedge_ioc_with_limit_worse_than_touch_does_not_fill(
+    venue: PaperVenue, side: str, limit: str
+) -> None:
     venue.submit(hedge(0, "h1", side, "0.010", limit))
     assert venue.on_book(book(ORDER_LAT_US, "77.00", "5", "77.01", "5")) == []
     # IOC: it does not wait for the book to come back within its limit

@@ -51,7 +51,10 @@ def test_floor_to_and_round_away():
 def test_price_quotes_exact_on_grid():
     # 100 * (1 -/+ 0.0005) = 99.95 / 100.05, already on the 0.01 grid
     assert price_quotes(D("100.00"), D("99.99"), D("100.01"), 10.0, D("0.01")) == (
-        D("99.95"), D("100.05"), False)
+        D("99.95"),
+        D("100.05"),
+        False,
+    )
 
 
 def test_price_quotes_round_away_from_mid_sol():
@@ -141,8 +144,9 @@ def test_price_quotes_property_valid_book(tick, bid_ticks, width, spread_centi_b
     mid_offset_half_ticks=st.integers(min_value=-300, max_value=400),
     spread_centi_bps=st.integers(min_value=0, max_value=6_000),
 )
-def test_price_quotes_property_any_mid_never_crosses(tick, bid_ticks, width, mid_offset_half_ticks,
-                                                     spread_centi_bps):
+def test_price_quotes_property_any_mid_never_crosses(
+    tick, bid_ticks, width, mid_offset_half_ticks, spread_centi_bps
+):
     # a mid that need not sit inside the book (stale, or a locked book): the clamp must hold
     best_bid = bid_ticks * tick
     best_ask = best_bid + width * tick

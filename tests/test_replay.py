@@ -87,7 +87,9 @@ def test_phase2_meets_the_validation_plan_better_than_phase1(btc_events, btc_run
     """The analysis' validation plan, on real data: flatter inventory, fewer PnL-guard
     engagements, FIFO PnL closer to neutral."""
     phase2 = btc_run[0].summary["markets"]["BTCUSDT"]
-    phase1 = replay(btc_events, load_settings("phase1", BTC_CONFIG), None, report=False).summary["markets"]["BTCUSDT"]
+    phase1 = replay(btc_events, load_settings("phase1", BTC_CONFIG), None, report=False).summary["markets"][
+        "BTCUSDT"
+    ]
     assert phase2["maker_fills"] > 20  # the comparison means something
     shares1, shares2 = phase1["inventory_time_share_below"], phase2["inventory_time_share_below"]
     assert shares2["0.01"] > shares1["0.01"] and shares2["0.02"] > shares1["0.02"]
@@ -100,12 +102,22 @@ def test_byte_identical_across_runs_batch_sizes_and_workers(btc_events, btc_run,
     reference, settings = btc_run
     for batch, workers in ((1, 1), (100_000, 1), (333, 2)):
         out = tmp_path / f"b{batch}w{workers}"
-        replay(btc_events[:20_000] if batch == 1 else btc_events, settings, out, report=False,
-               batch_size=batch, workers=workers)
+        replay(
+            btc_events[:20_000] if batch == 1 else btc_events,
+            settings,
+            out,
+            report=False,
+            batch_size=batch,
+            workers=workers,
+        )
         if batch == 1:
             continue  # compared against its own repeat below: a full per-event run is slow
         for name in ("intents.parquet", "fills.parquet", "timeline.parquet"):
-            assert (out / name).read_bytes() == (reference.out_dir / name).read_bytes(), (name, batch, workers)
+            assert (out / name).read_bytes() == (reference.out_dir / name).read_bytes(), (
+                name,
+                batch,
+                workers,
+            )
     again = tmp_path / "again"
     replay(btc_events[:20_000], settings, again, report=False, batch_size=7)
     for name in ("intents.parquet", "fills.parquet"):
@@ -126,18 +138,46 @@ def test_faithful_mode_reproduces_state_from_recorded_fills(btc_events, btc_run,
 
 def test_replay_cli_writes_every_output(data_dir, tmp_path, capsys) -> None:
     out = tmp_path / "sol"
-    code = cli_main(["replay", "--quotes", str(SOL_QUOTES), "--trades", str(SOL_TRADES), "--preset", "phase1",
-                     "--out", str(out), "--quiet", "--set", "strategy.quoting.base_size=0.02"])
+    code = cli_main(
+        [
+            "replay",
+            "--quotes",
+            str(SOL_QUOTES),
+            "--trades",
+            str(SOL_TRADES),
+            "--preset",
+            "phase1",
+            "--out",
+            str(out),
+            "--quiet",
+            "--set",
+            "strategy.quoting.base_size=0.02",
+        ]
+    )
     assert code == 0
     for name in ("intents.parquet", "fills.parquet", "timeline.parquet", "summary.json", "report.html"):
         assert (out / name).exists(), name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["preset"] == "phase1"
     market = summary["markets"]["SOLUSDT"]
-    for key in ("quotes", "trades", "maker_fills", "hedge_fills", "realized_pnl_quote", "fees_quote",
-                "final_inventory_base", "max_abs_inventory_base", "inventory_time_share_below",
-                "pnl_guard_engagements", "trend_guard_engagements", "regime_switches", "hedge_volume_base",
-                "hedge_cost_quote", "quote_intents", "hedge_intents"):
+    for key in (
+        "quotes",
+        "trades",
+        "maker_fills",
+        "hedge_fills",
+        "realized_pnl_quote",
+        "fees_quote",
+        "final_inventory_base",
+        "max_abs_inventory_base",
+        "inventory_time_share_below",
+        "pnl_guard_engagements",
+        "trend_guard_engagements",
+        "regime_switches",
+        "hedge_volume_base",
+        "hedge_cost_quote",
+        "quote_intents",
+        "hedge_intents",
+    ):
         assert key in market, key
     assert set(market["inventory_time_share_below"]) == {"0.01", "0.02", "0.05"}
     assert market["quotes"] == 383 and market["trades"] == 165
@@ -147,8 +187,19 @@ def test_replay_cli_writes_every_output(data_dir, tmp_path, capsys) -> None:
 
 
 def test_bad_config_fails_naming_the_field(tmp_path, capsys) -> None:
-    code = cli_main(["replay", "--quotes", str(SOL_QUOTES), "--trades", str(SOL_TRADES), "--out", str(tmp_path),
-                     "--set", "strategy.hedger.trigger_base=-1"])
+    code = cli_main(
+        [
+            "replay",
+            "--quotes",
+            str(SOL_QUOTES),
+            "--trades",
+            str(SOL_TRADES),
+            "--out",
+            str(tmp_path),
+            "--set",
+            "strategy.hedger.trigger_base=-1",
+        ]
+    )
     assert code == 2
     assert "strategy.hedger.trigger_base" in capsys.readouterr().err
 

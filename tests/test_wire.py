@@ -29,27 +29,109 @@ HYP = settings(max_examples=300, deadline=None, suppress_health_check=[HealthChe
 
 # -- fixtures of every type ----------------------------------------------------------------------
 
-TICK = BookTick(market="SOLUSDT", ts_exchange=1786310819053000, ts_recv=1786310819918750,
-                bid_px=D("77.300"), bid_qty=D("1347.2"), ask_px=D("77.310"), ask_qty=D("212.6"))
-TRADE = Trade(market="BTCUSDT", ts_exchange=1723161256322000, ts_recv=1723161255088176, trade_id="5266583935",
-              side="buy", px=D("61800.30"), qty=D("0.006"))
-FILL = Fill(market="SOLUSDT", ts=1786310821431163, fill_id="SOLUSDT-F000000001", intent_id="q-17", side="sell",
-            px=D("77.31"), qty=D("0.010"), fee=D("-0.0000154620"), liquidity="maker", source="maker")
-HEDGE_FILL = Fill(market="SOLUSDT", ts=5, fill_id="f2", intent_id="h-1", side="buy", px=D("77.32"), qty=D("0.009"),
-                  fee=D("0.00034794"), liquidity="taker", source="hedge")
-QUOTE = QuoteIntent(market="SOLUSDT", ts=123, intent_id="q-1", bid_px=D("77.27"), bid_qty=D("0.011"), ask_px=None,
-                    ask_qty=None, best_bid=D("77.300"), best_ask=D("77.310"), inventory=D("-0.027"),
-                    reasons=("trend_down", "pnl_guard"))
-QUOTE_BOTH = QuoteIntent(market="BTCUSDT", ts=0, intent_id="q-2", bid_px=D("61780.1"), bid_qty=D("0.010"),
-                         ask_px=D("61820.5"), ask_qty=D("0.0085"), best_bid=D("61800.2"), best_ask=D("61800.3"),
-                         inventory=D("0"))
-HEDGE = HedgeIntent(market="SOLUSDT", ts=99, intent_id="h-1", side="sell", qty=D("0.026"), limit_px=D("77.2614"),
-                    best_bid=D("77.30"), best_ask=D("77.31"), inventory=D("0.027"), reasons=("inventory>trigger",))
+TICK = BookTick(
+    market="SOLUSDT",
+    ts_exchange=1786310819053000,
+    ts_recv=1786310819918750,
+    bid_px=D("77.300"),
+    bid_qty=D("1347.2"),
+    ask_px=D("77.310"),
+    ask_qty=D("212.6"),
+)
+TRADE = Trade(
+    market="BTCUSDT",
+    ts_exchange=1723161256322000,
+    ts_recv=1723161255088176,
+    trade_id="5266583935",
+    side="buy",
+    px=D("61800.30"),
+    qty=D("0.006"),
+)
+FILL = Fill(
+    market="SOLUSDT",
+    ts=1786310821431163,
+    fill_id="SOLUSDT-F000000001",
+    intent_id="q-17",
+    side="sell",
+    px=D("77.31"),
+    qty=D("0.010"),
+    fee=D("-0.0000154620"),
+    liquidity="maker",
+    source="maker",
+)
+HEDGE_FILL = Fill(
+    market="SOLUSDT",
+    ts=5,
+    fill_id="f2",
+    intent_id="h-1",
+    side="buy",
+    px=D("77.32"),
+    qty=D("0.009"),
+    fee=D("0.00034794"),
+    liquidity="taker",
+    source="hedge",
+)
+QUOTE = QuoteIntent(
+    market="SOLUSDT",
+    ts=123,
+    intent_id="q-1",
+    bid_px=D("77.27"),
+    bid_qty=D("0.011"),
+    ask_px=None,
+    ask_qty=None,
+    best_bid=D("77.300"),
+    best_ask=D("77.310"),
+    inventory=D("-0.027"),
+    reasons=("trend_down", "pnl_guard"),
+)
+QUOTE_BOTH = QuoteIntent(
+    market="BTCUSDT",
+    ts=0,
+    intent_id="q-2",
+    bid_px=D("61780.1"),
+    bid_qty=D("0.010"),
+    ask_px=D("61820.5"),
+    ask_qty=D("0.0085"),
+    best_bid=D("61800.2"),
+    best_ask=D("61800.3"),
+    inventory=D("0"),
+)
+HEDGE = HedgeIntent(
+    market="SOLUSDT",
+    ts=99,
+    intent_id="h-1",
+    side="sell",
+    qty=D("0.026"),
+    limit_px=D("77.2614"),
+    best_bid=D("77.30"),
+    best_ask=D("77.31"),
+    inventory=D("0.027"),
+    reasons=("inventory>trigger",),
+)
 CANCEL = CancelAllIntent(market="SOLUSDT", ts=7, intent_id="c-1", reasons=("stale",))
-CANCEL_FULL = CancelAllIntent(market="SOLUSDT", ts=7, intent_id="c-2", best_bid=D("1.5"), best_ask=D("1.50E+1"),
-                              inventory=D("-0.000"), reasons=())
+CANCEL_FULL = CancelAllIntent(
+    market="SOLUSDT",
+    ts=7,
+    intent_id="c-2",
+    best_bid=D("1.5"),
+    best_ask=D("1.50E+1"),
+    inventory=D("-0.000"),
+    reasons=(),
+)
 
-DEC_FIELDS = ("bid_px", "bid_qty", "ask_px", "ask_qty", "px", "qty", "fee", "limit_px", "best_bid", "best_ask", "inventory")
+DEC_FIELDS = (
+    "bid_px",
+    "bid_qty",
+    "ask_px",
+    "ask_qty",
+    "px",
+    "qty",
+    "fee",
+    "limit_px",
+    "best_bid",
+    "best_ask",
+    "inventory",
+)
 
 
 def assert_exact(a: Any, b: Any) -> None:
@@ -76,7 +158,9 @@ def test_intent_round_trip_is_exact(intent) -> None:
     assert_exact(decode_intent(encode(intent)), intent)
 
 
-@pytest.mark.parametrize("obj", [TICK, TRADE, FILL, QUOTE, QUOTE_BOTH, HEDGE, CANCEL_FULL], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "obj", [TICK, TRADE, FILL, QUOTE, QUOTE_BOTH, HEDGE, CANCEL_FULL], ids=lambda e: type(e).__name__
+)
 def test_decimals_are_json_strings(obj) -> None:
     doc = orjson.loads(encode(obj))
     assert doc["v"] == 1 and doc["type"] == obj.type
@@ -129,13 +213,16 @@ def test_specific_malformed_books_are_wire_errors(mutate, fragment) -> None:
         decode_input(orjson.dumps(doc))
 
 
-@pytest.mark.parametrize("raw", [b"", b"{", b"nul", b"[]", b"3", b'"book"', b"\xff\xfe", b"NaN", b"{\"v\": NaN}"])
+@pytest.mark.parametrize(
+    "raw", [b"", b"{", b"nul", b"[]", b"3", b'"book"', b"\xff\xfe", b"NaN", b'{"v": NaN}']
+)
 def test_non_objects_are_wire_errors(raw) -> None:
     with pytest.raises(WireError):
         decode_input(raw)
 
 
 # -- property tests: decode_input never raises anything but WireError ----------------------------
+
 
 def check_decode(raw: bytes | str, tag: str) -> None:
     EXAMPLES[tag] += 1
@@ -162,38 +249,97 @@ def check_decode(raw: bytes | str, tag: str) -> None:
     assert decode_input(encode(event)) == event
 
 
-dec_text = st.decimals(min_value=D("0.00000001"), max_value=D("1000000"), allow_nan=False, allow_infinity=False,
-                       places=8).map(str)
+dec_text = st.decimals(
+    min_value=D("0.00000001"), max_value=D("1000000"), allow_nan=False, allow_infinity=False, places=8
+).map(str)
 ts_int = st.integers(min_value=0, max_value=10**16)
 name = st.text(min_size=1, max_size=12)
 
-book_doc = st.fixed_dictionaries({
-    "v": st.just(1), "type": st.just("book"), "market": name, "ts_exchange": ts_int, "ts_recv": ts_int,
-    "bid_px": dec_text, "bid_qty": dec_text, "ask_px": dec_text, "ask_qty": dec_text,
-})
-trade_doc = st.fixed_dictionaries({
-    "v": st.just(1), "type": st.just("trade"), "market": name, "ts_exchange": ts_int, "ts_recv": ts_int,
-    "trade_id": st.text(max_size=20), "side": st.sampled_from(["buy", "sell"]), "px": dec_text, "qty": dec_text,
-})
-fill_doc = st.fixed_dictionaries({
-    "v": st.just(1), "type": st.just("fill"), "market": name, "ts": ts_int, "fill_id": name, "intent_id": name,
-    "side": st.sampled_from(["buy", "sell"]), "px": dec_text, "qty": dec_text,
-    "fee": st.decimals(min_value=-1, max_value=1, places=10, allow_nan=False).map(str),
-    "liquidity": st.sampled_from(["maker", "taker"]), "source": st.sampled_from(["maker", "hedge"]),
-})
+book_doc = st.fixed_dictionaries(
+    {
+        "v": st.just(1),
+        "type": st.just("book"),
+        "market": name,
+        "ts_exchange": ts_int,
+        "ts_recv": ts_int,
+        "bid_px": dec_text,
+        "bid_qty": dec_text,
+        "ask_px": dec_text,
+        "ask_qty": dec_text,
+    }
+)
+trade_doc = st.fixed_dictionaries(
+    {
+        "v": st.just(1),
+        "type": st.just("trade"),
+        "market": name,
+        "ts_exchange": ts_int,
+        "ts_recv": ts_int,
+        "trade_id": st.text(max_size=20),
+        "side": st.sampled_from(["buy", "sell"]),
+        "px": dec_text,
+        "qty": dec_text,
+    }
+)
+fill_doc = st.fixed_dictionaries(
+    {
+        "v": st.just(1),
+        "type": st.just("fill"),
+        "market": name,
+        "ts": ts_int,
+        "fill_id": name,
+        "intent_id": name,
+        "side": st.sampled_from(["buy", "sell"]),
+        "px": dec_text,
+        "qty": dec_text,
+        "fee": st.decimals(min_value=-1, max_value=1, places=10, allow_nan=False).map(str),
+        "liquidity": st.sampled_from(["maker", "taker"]),
+        "source": st.sampled_from(["maker", "hedge"]),
+    }
+)
 valid_doc = st.one_of(book_doc, trade_doc, fill_doc)
 
 json_scalar = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**64 - 1),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
 )
-json_value = st.recursive(json_scalar, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
-                          max_leaves=12)
+json_value = st.recursive(
+    json_scalar,
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+    max_leaves=12,
+)
 bad_value = st.one_of(
     json_value,
-    st.sampled_from(["NaN", "nan", "Infinity", "-Infinity", "inf", "sNaN", "0", "-0", "0.0", "-1", "-0.001", "1e40",
-                     "-1e40", "1E+400", "1e-400", "9" * 60, "0." + "0" * 50 + "1", "", " ", "1,5", "0x10", "1_000",
-                     "١٢٣"]),
+    st.sampled_from(
+        [
+            "NaN",
+            "nan",
+            "Infinity",
+            "-Infinity",
+            "inf",
+            "sNaN",
+            "0",
+            "-0",
+            "0.0",
+            "-1",
+            "-0.001",
+            "1e40",
+            "-1e40",
+            "1E+400",
+            "1e-400",
+            "9" * 60,
+            "0." + "0" * 50 + "1",
+            "",
+            " ",
+            "1,5",
+            "0x10",
+            "1_000",
+            "١٢٣",
+        ]
+    ),
     st.sampled_from([0, -1, -0.5, 0.0, 1e40, -1e40, 1e308, 5e-324, 2**63, -(2**63), True, False, None]),
 )
 
@@ -278,7 +424,9 @@ def test_unknown_type(doc: dict[str, Any], kind: Any) -> None:
 
 @HYP
 @given(valid_doc, st.data(), st.integers(min_value=20, max_value=10_000), st.booleans(), st.booleans())
-def test_absurd_magnitude(doc: dict[str, Any], data: st.DataObject, exp: int, negative_exp: bool, as_number: bool) -> None:
+def test_absurd_magnitude(
+    doc: dict[str, Any], data: st.DataObject, exp: int, negative_exp: bool, as_number: bool
+) -> None:
     key = data.draw(st.sampled_from([k for k in doc if k in DEC_FIELDS or k.startswith("ts")]))
     text = f"1e{'-' if negative_exp else ''}{exp}"
     if as_number:
@@ -304,30 +452,57 @@ def test_truncated_or_corrupted_bytes(doc: dict[str, Any], data: st.DataObject) 
 
 # -- the flow's decoder -------------------------------------------------------------------------
 
+
 def _book(market: str, ts: int, bid: str = "77.30", ask: str = "77.31") -> BookTick:
-    return BookTick(market=market, ts_exchange=ts, ts_recv=ts, bid_px=D(bid), bid_qty=D("1"), ask_px=D(ask), ask_qty=D("2"))
+    return BookTick(
+        market=market,
+        ts_exchange=ts,
+        ts_recv=ts,
+        bid_px=D(bid),
+        bid_qty=D("1"),
+        ask_px=D(ask),
+        ask_qty=D("2"),
+    )
 
 
 def _trade(market: str, ts: int, px: str = "77.30") -> Trade:
-    return Trade(market=market, ts_exchange=ts, ts_recv=ts, trade_id=f"t{ts}", side="sell", px=D(px), qty=D("0.5"))
+    return Trade(
+        market=market, ts_exchange=ts, ts_recv=ts, trade_id=f"t{ts}", side="sell", px=D(px), qty=D("0.5")
+    )
 
 
 def dead_count(metrics: Metrics, source: str, reason: str) -> float:
-    return metrics.registry.get_sample_value("maker_dead_letters_total", {"source": source, "reason": reason}) or 0.0
+    return (
+        metrics.registry.get_sample_value("maker_dead_letters_total", {"source": source, "reason": reason})
+        or 0.0
+    )
 
 
 def test_flow_decoder_splits_by_market_and_dead_letters_bad_records() -> None:
     settings = load_settings()
     metrics = Metrics()
     decode = make_decoder(settings, metrics)
-    sol1, btc1, sol2, btc2 = _book("SOLUSDT", 1), _trade("BTCUSDT", 2, "61800.3"), _trade("SOLUSDT", 3), _book("BTCUSDT", 4, "61800.2", "61800.3")
+    sol1, btc1, sol2, btc2 = (
+        _book("SOLUSDT", 1),
+        _trade("BTCUSDT", 2, "61800.3"),
+        _trade("SOLUSDT", 3),
+        _book("BTCUSDT", 4, "61800.2", "61800.3"),
+    )
     crossed = _book("SOLUSDT", 5, bid="77.31", ask="77.30")
     locked = _book("SOLUSDT", 6, bid="77.30", ask="77.30")
     unknown = _book("DOGEUSDT", 7, bid="0.1", ask="0.2")
     sol3 = _book("SOLUSDT", 8)
     batch = [
-        encode(sol1), encode(btc1), b'{"v":1,"type":"book",', encode(sol2), encode(unknown),
-        encode(crossed), bytearray(encode(btc2)), encode(locked), encode(sol3).decode(), b"\x00garbage",
+        encode(sol1),
+        encode(btc1),
+        b'{"v":1,"type":"book",',
+        encode(sol2),
+        encode(unknown),
+        encode(crossed),
+        bytearray(encode(btc2)),
+        encode(locked),
+        encode(sol3).decode(),
+        b"\x00garbage",
     ]
     out = decode(batch)
     chunks = [payload for kind, payload in out if kind == "chunk"]
@@ -337,8 +512,11 @@ def test_flow_decoder_splits_by_market_and_dead_letters_bad_records() -> None:
     assert len(chunks) == 2  # one chunk per market
     assert all(isinstance(d, DeadLetter) for d in dead)
     assert [(d.reason.split(":")[0], d.market) for d in dead] == [
-        ("malformed json", None), ("unknown market", "DOGEUSDT"), ("crossed book", "SOLUSDT"),
-        ("crossed book", "SOLUSDT"), ("malformed json", None),
+        ("malformed json", None),
+        ("unknown market", "DOGEUSDT"),
+        ("crossed book", "SOLUSDT"),
+        ("crossed book", "SOLUSDT"),
+        ("malformed json", None),
     ]
     assert "DOGEUSDT" in dead[1].reason
     assert dead[0].raw == b'{"v":1,"type":"book",' and dead[2].raw == encode(crossed)
@@ -357,13 +535,18 @@ def test_flow_decoder_labels_kafka_like_messages_by_topic() -> None:
     decode = make_decoder(load_settings(), metrics)
     good = SimpleNamespace(value=encode(_book("SOLUSDT", 1)), topic="mmflow.marketdata")
     bad = SimpleNamespace(value=b"not json", topic="mmflow.marketdata")
-    schema = SimpleNamespace(value=orjson.dumps({**orjson.loads(encode(_book("SOLUSDT", 2))), "bid_px": "NaN"}), topic="mmflow.fills")
+    schema = SimpleNamespace(
+        value=orjson.dumps({**orjson.loads(encode(_book("SOLUSDT", 2))), "bid_px": "NaN"}),
+        topic="mmflow.fills",
+    )
     err = SimpleNamespace(err="_PARTITION_EOF", msg=SimpleNamespace(value=b"x", topic="mmflow.fills"))
     out = decode([good, bad, schema, err])
     assert [k for k, _ in out].count("chunk") == 1
     dead = [p for k, p in out if k == "dead"]
     assert [(d.source, d.reason.split(":")[0]) for d in dead] == [
-        ("mmflow.marketdata", "malformed json"), ("mmflow.fills", "invalid"), ("mmflow.fills", "kafka error"),
+        ("mmflow.marketdata", "malformed json"),
+        ("mmflow.fills", "invalid"),
+        ("mmflow.fills", "kafka error"),
     ]
     assert dead_count(metrics, "mmflow.marketdata", "malformed json") == 1
     assert dead_count(metrics, "mmflow.fills", "invalid") == 1
@@ -374,7 +557,9 @@ def test_flow_decoder_passes_typed_events_and_dead_letters_through() -> None:
     metrics = Metrics()
     decode = make_decoder(load_settings(), metrics)
     ev = _book("SOLUSDT", 1)
-    dl = DeadLetter(source="file.csv", reason="book: crossed or locked (bid >= ask)", raw=b"{}", market="SOLUSDT")
+    dl = DeadLetter(
+        source="file.csv", reason="book: crossed or locked (bid >= ask)", raw=b"{}", market="SOLUSDT"
+    )
     out = decode([ev, dl])
     assert sorted(out, key=lambda kv: kv[0]) == [("chunk", ("SOLUSDT", [ev])), ("dead", dl)]
     assert dead_count(metrics, "file.csv", "book") == 1
@@ -392,6 +577,7 @@ def test_flow_decoder_survives_undecodable_text() -> None:
 
 
 # -- the tally ----------------------------------------------------------------------------------
+
 
 def test_zz_report_hypothesis_examples(capsys: pytest.CaptureFixture[str]) -> None:
     total = sum(EXAMPLES.values())

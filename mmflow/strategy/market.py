@@ -170,9 +170,16 @@ class MarketMaker:
         if plan is not None:
             out.append(
                 HedgeIntent(
-                    market=self.market, ts=now, intent_id=self._next_id(), side=plan.side,  # type: ignore[arg-type]
-                    qty=plan.qty, limit_px=plan.limit_px, best_bid=bid, best_ask=ask,
-                    inventory=inventory, reasons=(f"inventory>{cfg.hedger.trigger_base}",),
+                    market=self.market,
+                    ts=now,
+                    intent_id=self._next_id(),
+                    side=plan.side,  # type: ignore[arg-type]
+                    qty=plan.qty,
+                    limit_px=plan.limit_px,
+                    best_bid=bid,
+                    best_ask=ask,
+                    inventory=inventory,
+                    reasons=(f"inventory>{cfg.hedger.trigger_base}",),
                 )
             )
         quote = self._quote(now, inventory, bid, ask, mid)
@@ -181,7 +188,9 @@ class MarketMaker:
         self._schedule_wake(now, inventory)
         return out
 
-    def _quote(self, now: int, inventory: Decimal, bid: Decimal, ask: Decimal, mid: Decimal) -> QuoteIntent | None:
+    def _quote(
+        self, now: int, inventory: Decimal, bid: Decimal, ask: Decimal, mid: Decimal
+    ) -> QuoteIntent | None:
         cfg = self.cfg
         inv_cfg = cfg.inventory
         reasons: list[str] = []
@@ -225,9 +234,17 @@ class MarketMaker:
         if not self._material(new_bid, bid_qty, new_ask, ask_qty):
             return None
         quote = QuoteIntent(
-            market=self.market, ts=now, intent_id=self._next_id(),
-            bid_px=new_bid, bid_qty=bid_qty, ask_px=new_ask, ask_qty=ask_qty,
-            best_bid=bid, best_ask=ask, inventory=inventory, reasons=tuple(reasons),
+            market=self.market,
+            ts=now,
+            intent_id=self._next_id(),
+            bid_px=new_bid,
+            bid_qty=bid_qty,
+            ask_px=new_ask,
+            ask_qty=ask_qty,
+            best_bid=bid,
+            best_ask=ask,
+            inventory=inventory,
+            reasons=tuple(reasons),
         )
         self.last_quote = quote
         return quote
@@ -236,8 +253,9 @@ class MarketMaker:
         qty = floor_to(self.cfg.quoting.base_size * Decimal(repr(round(mult, 6))), self.spec.lot_size)
         return qty if qty >= self.spec.min_qty else None
 
-    def _material(self, bid_px: Decimal | None, bid_qty: Decimal | None,
-                  ask_px: Decimal | None, ask_qty: Decimal | None) -> bool:
+    def _material(
+        self, bid_px: Decimal | None, bid_qty: Decimal | None, ask_px: Decimal | None, ask_qty: Decimal | None
+    ) -> bool:
         last = self.last_quote
         if last is None:
             return True
