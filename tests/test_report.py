@@ -11,40 +11,15 @@ import polars as pl
 import pytest
 
 from connectors.report import write_report
+from flows.replay import FILL_SCHEMA as FILLS_SCHEMA
+from flows.replay import TIMELINE_SCHEMA
 
 DEC = pl.Decimal(38, 18)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 T0_US = 1_717_200_000_000_000  # 2024-06-01 00:00:00 UTC
 MARKETS = {"BTC-USD": Decimal("67000"), "SOL-USD": Decimal("165")}
 
-TIMELINE_SCHEMA = {
-    "ts": pl.Int64,
-    "market": pl.Utf8,
-    "mid": DEC,
-    "best_bid": DEC,
-    "best_ask": DEC,
-    "bid_px": DEC,
-    "ask_px": DEC,
-    "volatility_bps": pl.Float64,
-    "regime": pl.Int8,
-    "trend_guard": pl.Int8,
-    "pnl_guard": pl.Int8,
-    "inventory": DEC,
-    "realized_pnl": DEC,
-    "spread_bps": pl.Float64,
-}
-FILLS_SCHEMA = {
-    "ts": pl.Int64,
-    "market": pl.Utf8,
-    "fill_id": pl.Utf8,
-    "intent_id": pl.Utf8,
-    "side": pl.Utf8,
-    "price": DEC,
-    "qty": DEC,
-    "fee": DEC,
-    "liquidity": pl.Utf8,
-    "source": pl.Utf8,
-}
+# The report must read exactly what the replay writes: share its schemas.
 INTENTS_SCHEMA = {
     "ts": pl.Int64,
     "market": pl.Utf8,
