@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 import polars as pl
 
-from mmflow.models import BookTick, DeadLetter, Fill, InputEvent, Trade
+from mmflow.models import BookTick, Control, DeadLetter, Fill, InputEvent, Trade
 
 TARDIS_QUOTES = {
     "symbol",
@@ -99,7 +99,10 @@ def _checks(df: pl.DataFrame, markets: Iterable[str] | None) -> list[tuple[pl.Ex
     cols = set(df.columns)
     checks: list[tuple[pl.Expr, str]] = []
     if markets is not None:
-        checks.append((pl.col("market").is_in(list(markets)), "unknown market"))
+        known = pl.col("market").is_in(list(markets))
+        if "control" in set(df.get_column("type").unique().to_list()):
+            known = known | ((pl.col("type") == "control") & (pl.col("market") == "*"))
+        checks.append((known, "unknown market"))
     kinds = set(df.get_column("type").unique().to_list())
     for kind in kinds:
         is_kind = pl.col("type") == kind
@@ -140,6 +143,13 @@ def _checks(df: pl.DataFrame, markets: Iterable[str] | None) -> list[tuple[pl.Ex
             checks.append(
                 (~is_kind | pl.all_horizontal(need), "fill: missing, non-numeric or non-positive field")
             )
+        elif kind == "control" and {"command_id", "action"} <= cols:
+            need = [
+                _int_ok("ts"),
+                pl.col("action").is_in(["halt", "resume"]),
+                pl.col("command_id").is_not_null(),
+            ]
+            checks.append((~is_kind | pl.all_horizontal(need), "control: bad ts, action or command id"))
         else:
             checks.append((~is_kind, f"unknown record type {kind!r}"))
     return checks
@@ -229,22 +239,23 @@ def merge_arrival(streams: Sequence[Sequence[InputEvent]]) -> list[InputEvent]:
     return merged
 
 
-def read_journal(path: str | Path) -> list[tuple[Fill, int]]:
-    """Fills as a live flow booked them, each with the count of its market's events before it."""
+def read_journal(path: str | Path) -> list[tuple[Fill | Control, int]]:
+    """Fills and controls as a live flow took them, each with the count of its market's events
+    before it."""
     df = pl.read_parquet(path)
-    fills = _to_events(_normalise(df.drop("after_events")))
-    return list(zip(fills, df.get_column("after_events").to_list(), strict=True))  # type: ignore[arg-type]
+    items = _to_events(_normalise(df.drop("after_events")))
+    return list(zip(items, df.get_column("after_events").to_list(), strict=True))  # type: ignore[arg-type]
 
 
 def merge_journal(
-    market_events: Sequence[InputEvent], journal: Sequence[tuple[Fill, int]]
+    market_events: Sequence[InputEvent], journal: Sequence[tuple[Fill | Control, int]]
 ) -> list[InputEvent]:
-    """Put each journalled fill back after exactly the market events the live flow had seen."""
-    pending: dict[str, list[tuple[int, Fill]]] = {}
-    for fill, after in journal:
-        pending.setdefault(fill.market, []).append((after, fill))
-    for fills in pending.values():
-        fills.reverse()  # pop() from the end = journal order
+    """Put each journalled input back after exactly the market events the live flow had seen."""
+    pending: dict[str, list[tuple[int, Fill | Control]]] = {}
+    for item, after in journal:
+        pending.setdefault(item.market, []).append((after, item))
+    for items in pending.values():
+        items.reverse()  # pop() from the end = journal order
     seen: dict[str, int] = {}
     out: list[InputEvent] = []
     for event in market_events:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource
 from confluent_kafka import OFFSET_BEGINNING, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -63,10 +64,10 @@ def create_topics(cfg: KafkaConfig, partitions: int, topics: Iterable[str] | Non
 
 
 def flow_source(cfg: KafkaConfig, tail: bool = True, batch_size: int = 1000) -> KafkaSource:
-    """Market data and fills, from the beginning (or the recovery offsets when resuming)."""
+    """Market data, fills and operator controls, from the beginning (or the recovery offsets)."""
     return KafkaSource(
         brokers=cfg.bootstrap_servers.split(","),
-        topics=[cfg.market_data_topic, cfg.fills_topic],
+        topics=[cfg.market_data_topic, cfg.fills_topic, cfg.control_topic],
         tail=tail,
         starting_offset=OFFSET_BEGINNING,
         add_config=dict(cfg.extra),
@@ -89,9 +90,11 @@ def to_message(
     if kind == "fill" and publish_fills:
         return KafkaSinkMessage(payload.market.encode(), encode(payload), topic=cfg.fills_topic)
     if kind == "journal":
-        fill, after = payload
-        value = encode(fill)[:-1] + b',"after_events":' + str(after).encode() + b"}"
-        return KafkaSinkMessage(fill.market.encode(), value, topic=journal_topic(cfg))
+        event, after = payload
+        value = encode(event)[:-1] + b',"after_events":' + str(after).encode() + b"}"
+        return KafkaSinkMessage(event.market.encode(), value, topic=journal_topic(cfg))
+    if kind == "summary":  # end of input (``mmflow run --until-end``): the final per-market state
+        return KafkaSinkMessage(payload["market"].encode(), orjson.dumps(payload), topic=cfg.state_topic)
     if kind == "dead":
         headers = [("reason", payload.reason.encode()), ("source", payload.source.encode())]
         key = payload.market.encode() if payload.market else None

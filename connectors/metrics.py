@@ -59,6 +59,18 @@ class Metrics:
         self.spread = Gauge(
             "maker_quoted_spread_bps", "Full quoted spread of the last decision (bps)", m, registry=r
         )
+        self.stale = Gauge(
+            "maker_stale_data_guard", "Market data too old: quotes pulled (1) or not (0)", m, registry=r
+        )
+        self.operator_halt = Gauge(
+            "maker_kill_switch_active", "Halted by the operator's kill switch (1)", m, registry=r
+        )
+        self.loss_halt = Gauge(
+            "maker_loss_limit_halt", "Halted by the loss limit until resumed (1)", m, registry=r
+        )
+        self.position_limit = Gauge(
+            "maker_position_limit_active", "Inventory at the hard position limit (1)", m, registry=r
+        )
         self.mid = Gauge("maker_mid_price", "Mid price of the last book", m, registry=r)
         self.fills = Counter("maker_fills", "Fills booked", ["market", "source"], registry=r)
         self.intents = Counter("maker_intents", "Intents emitted", ["market", "kind"], registry=r)
@@ -108,23 +120,36 @@ class Metrics:
         if mk.mid is not None:
             self.mid.labels(market).set(f(mk.mid))
             self.unrealized.labels(market).set(f(mk.fifo.unrealized(mk.mid)))
+        safety = mk.safety
+        self.stale.labels(market).set(int(safety.stale))
+        self.operator_halt.labels(market).set(int(safety.operator_halted))
+        self.loss_halt.labels(market).set(int(safety.loss_halted))
+        bid_ok, ask_ok = safety.position_sides(mk.inventory)
+        self.position_limit.labels(market).set(int(not (bid_ok and ask_ok)))
         for kind, payload in outputs:
-            if kind == "fill":
+            if kind == "dead":
+                self.dead_letter(payload.source, payload.reason)
+            elif kind == "fill":
                 self.fills.labels(market, payload.source).inc()
             elif kind == "intent":
                 self.intents.labels(market, payload.type).inc()
         if n_events:
             self.events.labels(market).inc(n_events)
             self.latency.labels(market).observe(seconds / n_events)
+        counts = {
+            "pnl": mk.pnl_guard.engagements,
+            "trend": mk.trend.engagements,
+            "stale": safety.stale_engagements,
+            "loss_limit": safety.loss_halts,
+            "kill_switch": safety.operator_halts,
+        }
         with self._lock:
-            last = self._last.setdefault(market, {"hv": Decimal(0), "hc": Decimal(0), "pnl": 0, "trend": 0})
+            last = self._last.setdefault(market, {"hv": Decimal(0), "hc": Decimal(0)})
             self.hedge_volume.labels(market).inc(f(st.hedge_volume - last["hv"]))
             self.hedge_cost.labels(market).inc(max(0.0, f(st.hedge_cost - last["hc"])))
-            self.guard_engagements.labels(market, "pnl").inc(mk.pnl_guard.engagements - last["pnl"])
-            self.guard_engagements.labels(market, "trend").inc(mk.trend.engagements - last["trend"])
-            last.update(
-                hv=st.hedge_volume, hc=st.hedge_cost, pnl=mk.pnl_guard.engagements, trend=mk.trend.engagements
-            )
+            for guard, count in counts.items():
+                self.guard_engagements.labels(market, guard).inc(count - last.get(guard, 0))
+            last.update(hv=st.hedge_volume, hc=st.hedge_cost, **counts)
 
 
 _METRICS: Metrics | None = None

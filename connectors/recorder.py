@@ -55,25 +55,14 @@ def read_topic(cfg: KafkaConfig, topic: str, idle_s: float = 3.0) -> list[bytes]
 
 
 def _journal_frame(values: list[bytes]) -> pl.DataFrame:
-    rows = []
+    events, after = [], []
     for raw in values:
         obj = orjson.loads(raw)
-        after = obj.pop("after_events")
-        fill = decode_input(orjson.dumps(obj))
-        rows.append(
-            {
-                **{
-                    k: (str(v) if k in ("px", "qty", "fee") else v)
-                    for k, v in ((f, getattr(fill, f)) for f in fill.__dataclass_fields__)
-                },
-                "after_events": after,
-            }
-        )
-    return (
-        pl.DataFrame(rows)
-        if rows
-        else pl.DataFrame(schema={"type": pl.Utf8, "market": pl.Utf8, "after_events": pl.Int64})
-    )
+        after.append(obj.pop("after_events"))
+        events.append(decode_input(orjson.dumps(obj)))
+    if not events:
+        return pl.DataFrame(schema={"type": pl.Utf8, "market": pl.Utf8, "after_events": pl.Int64})
+    return events_frame(events).with_columns(pl.Series("after_events", after, dtype=pl.Int64))
 
 
 def record(cfg: KafkaConfig, out: Path, idle_s: float = 3.0) -> dict[str, Path]:

@@ -57,6 +57,9 @@ _TIMELINE_COLUMNS = {
     "inventory": pl.Float64,
     "realized_pnl": pl.Float64,
     "spread_bps": pl.Float64,
+    "stale_guard": pl.Int8,
+    "operator_halt": pl.Int8,
+    "loss_halt": pl.Int8,
 }
 _FILL_COLUMNS = {
     "ts": pl.Int64,
@@ -210,6 +213,12 @@ def _plot_market(
         _step(
             ax_guard, t, _floats(tl["pnl_guard"]) + GUARD_OFFSET, color="tab:pink", lw=1.5, label="pnl_guard"
         )
+        # Safety guards, each offset a little further so overlapping states stay visible.
+        for k, (col, color) in enumerate(
+            (("stale_guard", "tab:gray"), ("operator_halt", "black"), ("loss_halt", "tab:red")), start=2
+        ):
+            values = _floats(tl[col].fill_null(0)) + k * GUARD_OFFSET
+            _step(ax_guard, t, values, color=color, lw=1.2, label=col)
     else:
         ax_px.text(
             0.5,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
@@ -21,7 +23,7 @@ from bytewax.outputs import Sink
 from connectors.metrics import Metrics
 from flows.runtime import MarketRuntime, Output
 from mmflow.config import Settings
-from mmflow.models import BookTick, DeadLetter, InputEvent
+from mmflow.models import BookTick, Control, DeadLetter, InputEvent
 from mmflow.wire import WireError, decode_input
 
 Chunk = list[InputEvent]
@@ -29,6 +31,8 @@ Chunk = list[InputEvent]
 
 def validate(event: InputEvent, markets: Iterable[str]) -> str | None:
     """Checks a schema cannot express; returns the dead-letter reason or None."""
+    if isinstance(event, Control) and event.market == "*":
+        return None
     if event.market not in markets:
         return f"unknown market: {event.market!r}"
     if isinstance(event, BookTick) and event.bid_px >= event.ask_px:
@@ -75,10 +79,17 @@ def make_decoder(settings: Settings, metrics: Metrics) -> Callable[[list[Any]], 
                         ("dead", DeadLetter(source=source, reason=reason, raw=raw, market=event.market))
                     )
                     continue
-            chunk = chunks.get(event.market)
-            if chunk is None:
-                chunk = chunks[event.market] = []
-            chunk.append(event)
+            # A control for "*" reaches every configured market (each holds its own halt).
+            targets = (
+                [replace(event, market=m) for m in sorted(markets)]
+                if isinstance(event, Control) and event.market == "*"
+                else [event]
+            )
+            for target in targets:
+                chunk = chunks.get(target.market)
+                if chunk is None:
+                    chunk = chunks[target.market] = []
+                chunk.append(target)
         for _, dead in out:
             metrics.dead_letter(dead.source, dead.reason)
         out.extend(("chunk", (m, c)) for m, c in chunks.items())
@@ -92,15 +103,46 @@ class MarketLogic(StatefulBatchLogic[Chunk, Output, MarketRuntime]):
 
     Bytewax builds the logic from the resume state alone, so a new market's runtime is created
     on its first batch, when the market name is known from the events.
+
+    With ``live_clock`` (a live run) a wall-clock timer fires the stale-data guard when a market
+    goes silent; a replay has no such timer, the next event's timestamp does the same job there,
+    so replays stay deterministic.
     """
 
     def __init__(
-        self, settings: Settings, metrics: Metrics, paper: bool, resume: MarketRuntime | None
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        paper: bool,
+        resume: MarketRuntime | None,
+        live_clock: bool = False,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.paper = paper
         self.runtime = resume
+        self.live_clock = live_clock
+        self._wall_at_data: datetime | None = None
+        self._stale_after = timedelta(seconds=settings.strategy.safety.stale_after_s)
+
+    def notify_at(self) -> datetime | None:
+        rt = self.runtime
+        if not self.live_clock or rt is None or self._wall_at_data is None:
+            return None
+        safety = rt.maker.safety
+        if safety.stale or not safety.cfg.stale_enabled:
+            return None
+        return self._wall_at_data + self._stale_after
+
+    def on_notify(self) -> tuple[list[Output], bool]:
+        rt = self.runtime
+        out: list[Output] = []
+        last = rt.maker.safety.last_data_us if rt is not None else None
+        if rt is not None and last is not None and self._wall_at_data is not None:
+            elapsed = datetime.now(UTC) - self._wall_at_data
+            rt.check_stale(last + int(elapsed.total_seconds() * 1_000_000), out)
+            self.metrics.observe(rt, 0, 0.0, out)
+        return out, StatefulBatchLogic.RETAIN
 
     def on_batch(self, values: list[Chunk]) -> tuple[list[Output], bool]:
         runtime = self.runtime
@@ -115,6 +157,8 @@ class MarketLogic(StatefulBatchLogic[Chunk, Output, MarketRuntime]):
             for event in chunk:
                 process(event, out)
         self.metrics.observe(runtime, n, time.perf_counter() - start, out)
+        if self.live_clock:
+            self._wall_at_data = datetime.now(UTC)
         return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Output], bool]:
@@ -136,6 +180,7 @@ def build_flow(
     paper: bool = True,
     flow_id: str = "mmflow",
     route: Callable[[tuple[str, Any]], Any] | None = None,
+    live_clock: bool = False,
 ) -> Dataflow:
     """The dataflow; every output reaches ``sink`` as ``(kind, payload)``.
 
@@ -152,7 +197,7 @@ def build_flow(
     stepped = op.stateful_batch(
         "market",
         chunks,
-        lambda resume: MarketLogic(settings, metrics, paper, resume),  # type: ignore[arg-type]
+        lambda resume: MarketLogic(settings, metrics, paper, resume, live_clock),  # type: ignore[arg-type]
     )
     outputs = op.map("drop_key", stepped, lambda kv: kv[1])
     merged = op.merge("all_outputs", outputs, split.falses)

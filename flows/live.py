@@ -44,4 +44,5 @@ def build(tail: bool = True) -> Dataflow:
         paper=False,
         flow_id="mmflow-live",
         route=partial(to_message, settings.kafka),
+        live_clock=True,
     )

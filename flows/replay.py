@@ -94,6 +94,9 @@ TIMELINE_SCHEMA: dict[str, Any] = {
     "inventory": DEC,
     "realized_pnl": DEC,
     "spread_bps": pl.Float64,
+    "stale_guard": pl.Int8,
+    "operator_halt": pl.Int8,
+    "loss_halt": pl.Int8,
 }
 
 

@@ -4,7 +4,8 @@ No Bytewax here either: the dataflow's step, the plain-loop benchmark and the te
 ``MarketRuntime.process`` the same way, so they cannot disagree.
 
 Outputs are ``(kind, payload)`` pairs: ``("intent", Intent)``, ``("fill", Fill)``,
-``("journal", (Fill, n))`` for a fill that arrived as input after the market's n-th market event,
+``("journal", (event, n))`` for a fill or control that arrived as input after the market's n-th
+market event, ``("dead", DeadLetter)`` for an event refused before it touched any state,
 ``("timeline", dict)`` and, at the end, ``("summary", dict)``.
 
 Ordering inside one event (paper mode): the venue matches the event against the orders live
@@ -19,9 +20,10 @@ from typing import Any
 
 from connectors.paper_venue import PaperVenue
 from mmflow.config import Settings
-from mmflow.models import BookTick, Fill, InputEvent, Intent, Trade
+from mmflow.models import BookTick, Control, DeadLetter, Fill, InputEvent, Intent, Trade
 from mmflow.stats import MarketStats
-from mmflow.strategy.market import MarketMaker
+from mmflow.strategy.market import MarketMaker, RecentIds
+from mmflow.wire import encode
 
 Output = tuple[str, Any]
 
@@ -37,39 +39,71 @@ class MarketRuntime:
         self.stats = MarketStats()
         self._timeline_us = max(1, int(settings.replay.timeline_interval_s * 1_000_000))
         self._next_timeline: int | None = None
+        self._trade_ids = RecentIds(settings.strategy.safety.dedup_window)
+        self._last_market_us: int | None = None
+
+    def reject_reason(self, event: InputEvent) -> str | None:
+        """Why ``event`` must not touch this market's state, or None. Checked before any change."""
+        if isinstance(event, BookTick | Trade):
+            last = self._last_market_us
+            if last is not None and event.ts_recv < last:
+                return f"out of order: ts_recv {event.ts_recv} < {last} already processed"
+            if isinstance(event, Trade) and event.trade_id and event.trade_id in self._trade_ids:
+                return f"duplicate trade id {event.trade_id!r}"
+        elif isinstance(event, Fill) and event.fill_id in self.maker.dedup:
+            return f"duplicate fill id {event.fill_id!r}"
+        return None
 
     # -- events ---------------------------------------------------------------------------------
     def process(self, event: InputEvent, out: list[Output]) -> None:
         """Feed one event, appending every resulting output to ``out``."""
+        reason = self.reject_reason(event)
+        if reason is not None:
+            out.append(
+                ("dead", DeadLetter(source="flow", reason=reason, raw=encode(event), market=self.market))
+            )
+            return
         maker, venue, stats = self.maker, self.venue, self.stats
-        if isinstance(event, BookTick):
-            now = event.ts_recv
+        if isinstance(event, BookTick | Trade):
+            now = self._last_market_us = event.ts_recv
             stats.advance(now)
-            stats.books += 1
-            if venue is not None:
-                self._book_fills(venue.on_book(event), out)
-            intents = maker.on_book(event)
-        elif isinstance(event, Trade):
-            now = event.ts_recv
-            stats.advance(now)
-            stats.trades += 1
-            if venue is not None:
-                self._book_fills(venue.on_trade(event), out)
-            intents = maker.on_trade(event)
+            # A gap in the data pulls the quotes first, so the venue cannot fill them on arrival.
+            stale = maker.check_stale(now)
+            if stale:
+                self._emit(stale, out)
+            if isinstance(event, BookTick):
+                stats.books += 1
+                if venue is not None:
+                    self._book_fills(venue.on_book(event), out)
+                intents = maker.on_book(event)
+            else:
+                stats.trades += 1
+                self._trade_ids.seen(event.trade_id)
+                if venue is not None:
+                    self._book_fills(venue.on_trade(event), out)
+                intents = maker.on_trade(event)
         else:
             now = max(event.ts, stats.last_us)
             stats.advance(now)
             intents = []
-            if maker.book_fill(event):
+            if isinstance(event, Control):
+                intents = maker.on_control(event)
+            elif maker.book_fill(event):
                 self._count_fill(event, out)
-                # Where this fill fell among the market's events: replay re-inserts it there.
-                out.append(("journal", (event, stats.books + stats.trades)))
                 intents = maker.decide(now)
+            # Where this input fell among the market's events: replay re-inserts it there.
+            out.append(("journal", (event, stats.books + stats.trades)))
         if intents:
             self._emit(intents, out)
         if self._next_timeline is None or now >= self._next_timeline:
             out.append(("timeline", self.timeline_row(now)))
             self._next_timeline = (now // self._timeline_us + 1) * self._timeline_us
+
+    def check_stale(self, now: int, out: list[Output]) -> None:
+        """Fire the stale-data guard from a timer (live runs), as the next event would."""
+        intents = self.maker.check_stale(now)
+        if intents:
+            self._emit(intents, out)
 
     def _book_fills(self, fills: list[Fill], out: list[Output]) -> None:
         for fill in fills:
@@ -106,6 +140,9 @@ class MarketRuntime:
             "inventory": m.inventory,
             "realized_pnl": m.realized,
             "spread_bps": round(m.quoted_spread_bps, 9),
+            "stale_guard": int(m.safety.stale),
+            "operator_halt": int(m.safety.operator_halted),
+            "loss_halt": int(m.safety.loss_halted),
         }
 
     def summary(self) -> dict[str, Any]:
@@ -128,6 +165,11 @@ class MarketRuntime:
             "quote_intents": s.quote_intents,
             "hedge_intents": s.hedge_intents,
             "unrealized_pnl_quote": str(m.fifo.unrealized(m.mid)) if m.mid is not None else "0",
+            "stale_guard_engagements": m.safety.stale_engagements,
+            "loss_limit_halts": m.safety.loss_halts,
+            "operator_halts": m.safety.operator_halts,
+            "halted_at_end": m.safety.operator_halted or m.safety.loss_halted,
+            "open_lots": [[str(q), str(p)] for q, p in m.fifo.lots],
         }
 
     def finish(self, out: list[Output]) -> None:

@@ -102,6 +102,38 @@ def cmd_venue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_control(args: argparse.Namespace) -> int:
+    """The kill switch: publish a halt or resume for one market or all to the control topic."""
+    import uuid
+
+    from connectors.kafka_io import producer
+    from mmflow.models import Control
+    from mmflow.wire import encode
+
+    settings = _settings(args)
+    market = "*" if args.all else args.market
+    if not market:
+        print("mmflow control: give --market NAME or --all", file=sys.stderr)
+        return 2
+    if market != "*" and market not in settings.markets:
+        print(f"mmflow control: unknown market {market!r}", file=sys.stderr)
+        return 2
+    cmd = Control(
+        market=market,
+        ts=time.time_ns() // 1000,
+        command_id=uuid.uuid4().hex,
+        action=args.action,
+        reason=args.reason,
+    )
+    prod = producer(settings.kafka)
+    prod.produce(settings.kafka.control_topic, key=market.encode(), value=encode(cmd))
+    if prod.flush(30):
+        print("mmflow control: not delivered (is the broker up?)", file=sys.stderr)
+        return 1
+    print(f"{args.action} {market} sent to {settings.kafka.control_topic} ({cmd.command_id})")
+    return 0
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     from connectors.recorder import record
 
@@ -145,6 +177,12 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     p.add_argument("--metrics-port", type=int)
     p.add_argument("--group-id")
     p.add_argument("--seconds", type=float, help="stop after this long (default: run until killed)")
+
+    p = add("control", cmd_control, "kill switch: halt or resume quoting for one market or all")
+    p.add_argument("action", choices=["halt", "resume"])
+    p.add_argument("--market")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--reason", default="")
 
     p = add("record", cmd_record, "write the topics to Parquet for offline replay")
     p.add_argument("--out", required=True)

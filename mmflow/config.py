@@ -177,6 +177,22 @@ class InventoryConfig(_Section):
         return self
 
 
+class SafetyConfig(_Section):
+    """Protections beyond the analysis: never quote blind, never grow without bound."""
+
+    stale_enabled: bool = True
+    # Five missed 1 s volatility samples: a book older than that is not one to quote on.
+    stale_after_s: float = Field(default=5.0, gt=0, le=3600)
+    position_limit_enabled: bool = True
+    # Twice the soft cap: the soft cap shrinks the adding side, the hard limit removes it.
+    max_position_base: Decimal = Field(default=Decimal("0.10"), gt=0)
+    loss_limit_enabled: bool = True
+    # 25 PnL-guard triggers deep: far past "widen and shrink", the market needs a person.
+    loss_limit_quote: Decimal = Field(default=Decimal("-5.0"), lt=0)
+    # Remember this many recent fill and trade ids to refuse duplicates (bounded state).
+    dedup_window: int = Field(default=512, ge=16, le=100_000)
+
+
 class StrategyConfig(_Section):
     quoting: QuotingConfig = QuotingConfig()
     pnl_guard: PnlGuardConfig = PnlGuardConfig()
@@ -186,6 +202,7 @@ class StrategyConfig(_Section):
     spreads: SpreadConfig = SpreadConfig()
     hedger: HedgerConfig = HedgerConfig()
     inventory: InventoryConfig = InventoryConfig()
+    safety: SafetyConfig = SafetyConfig()
 
 
 class VenueConfig(_Section):
@@ -214,6 +231,7 @@ class KafkaConfig(_Section):
     intents_topic: str = "mmflow.intents"
     dead_letter_topic: str = "mmflow.deadletter"
     control_topic: str = "mmflow.control"
+    state_topic: str = "mmflow.state"
     group_id: str = "mmflow"
     # Passed through to librdkafka verbatim (security.protocol, sasl.*, ssl.*, ...).
     extra: dict[str, str] = Field(default_factory=dict)

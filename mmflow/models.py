@@ -21,8 +21,12 @@ from pydantic import Field
 SCHEMA_VERSION = 1
 
 Side = Literal["buy", "sell"]
-PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False, max_digits=38)]
-FiniteDecimal = Annotated[Decimal, Field(allow_inf_nan=False, max_digits=38)]
+# Bounds far outside any real market (a 1e12 price, a 1e12 size) turn absurd values into dead
+# letters instead of numbers that would overflow a Decimal(38, 18) column downstream.
+PositiveDecimal = Annotated[Decimal, Field(gt=0, lt=Decimal("1e12"), allow_inf_nan=False, max_digits=38)]
+FiniteDecimal = Annotated[
+    Decimal, Field(gt=Decimal("-1e12"), lt=Decimal("1e12"), allow_inf_nan=False, max_digits=38)
+]
 Micros = Annotated[int, Field(ge=0, lt=10**17)]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -132,8 +136,25 @@ class CancelAllIntent:
     v: Literal[1] = 1
 
 
+@dataclass(slots=True, frozen=True, kw_only=True)
+class Control:
+    """An operator command: ``halt`` (the kill switch) or ``resume``, for one market or ``*``.
+
+    A halt cancels everything and stops quoting and hedging; only an explicit resume lifts it,
+    and a resume also lifts a loss-limit halt.
+    """
+
+    market: Name
+    ts: Micros
+    command_id: Annotated[str, Field(min_length=1, max_length=128)]
+    action: Literal["halt", "resume"]
+    reason: Annotated[str, Field(max_length=256)] = ""
+    type: Literal["control"] = "control"
+    v: Literal[1] = 1
+
+
 MarketEvent = BookTick | Trade
-InputEvent = BookTick | Trade | Fill
+InputEvent = BookTick | Trade | Fill | Control
 Intent = QuoteIntent | HedgeIntent | CancelAllIntent
 
 

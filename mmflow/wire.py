@@ -16,6 +16,7 @@ from mmflow.models import (
     SCHEMA_VERSION,
     BookTick,
     CancelAllIntent,
+    Control,
     Fill,
     HedgeIntent,
     InputEvent,
@@ -29,7 +30,7 @@ class WireError(ValueError):
     """A record that cannot become an event; the message is the dead-letter reason."""
 
 
-_INPUT = TypeAdapter(Annotated[BookTick | Trade | Fill, Field(discriminator="type")])
+_INPUT = TypeAdapter(Annotated[BookTick | Trade | Fill | Control, Field(discriminator="type")])
 _INTENT = TypeAdapter(Annotated[QuoteIntent | HedgeIntent | CancelAllIntent, Field(discriminator="type")])
 
 
@@ -66,7 +67,7 @@ def _load(raw: bytes | str) -> dict[str, Any]:
 
 
 def decode_input(raw: bytes | str) -> InputEvent:
-    """Decode a market-data or fill message, checking types, signs and finiteness."""
+    """Decode a market-data, fill or control message, checking types, signs and finiteness."""
     obj = _load(raw)
     try:
         return _INPUT.validate_python(obj)

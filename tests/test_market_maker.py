@@ -14,7 +14,7 @@ from decimal import Decimal as D
 import pytest
 
 from mmflow.config import load_settings
-from mmflow.models import BookTick, Fill, HedgeIntent, QuoteIntent
+from mmflow.models import BookTick, CancelAllIntent, Fill, HedgeIntent, QuoteIntent
 from mmflow.strategy.market import MarketMaker
 
 MKT = "SOLUSDT"
@@ -534,4 +534,5 @@ def test_intent_ids_are_deterministic_and_sequential():
     assert [i.intent_id for i in a] == [f"SOLUSDT-{n:09d}" for n in range(1, len(a) + 1)]
     assert a[0].intent_id == "SOLUSDT-000000001"
     kinds = {type(i) for i in a}
-    assert kinds == {QuoteIntent, HedgeIntent}
+    # The 61 s silence before the last tick trips the stale-data guard: a cancel-all, then a requote.
+    assert kinds == {QuoteIntent, HedgeIntent, CancelAllIntent}

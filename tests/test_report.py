@@ -101,6 +101,9 @@ def _make_run(out: pathlib.Path, *, with_fills: bool = True, rows: int = 360) ->
                     inv,
                     pnl,
                     float(2 * half / mid * 10_000),
+                    1 if 300 <= i < 310 else 0,  # stale_guard
+                    1 if 320 <= i < 330 else 0,  # operator_halt
+                    0,  # loss_halt
                 )
             )
         summary_markets[market] = {

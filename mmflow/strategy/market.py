@@ -19,13 +19,14 @@ from collections import deque
 from decimal import Decimal
 
 from mmflow.config import InstrumentSpec, StrategyConfig
-from mmflow.models import BookTick, Fill, HedgeIntent, Intent, QuoteIntent, Trade
+from mmflow.models import BookTick, CancelAllIntent, Control, Fill, HedgeIntent, Intent, QuoteIntent, Trade
 from mmflow.strategy import inventory as inv_rules
 from mmflow.strategy.fifo import FifoBook
 from mmflow.strategy.hedger import Hedger
 from mmflow.strategy.pnl_guard import PnlGuard
 from mmflow.strategy.quoting import floor_to, moved, price_quotes
 from mmflow.strategy.regime import RegimeSwitch
+from mmflow.strategy.safety import SafetyGuards
 from mmflow.strategy.spreads import vol_spread
 from mmflow.strategy.trend import TrendFilter
 from mmflow.strategy.volatility import MidSampler, RealizedVolatility
@@ -33,8 +34,8 @@ from mmflow.strategy.volatility import MidSampler, RealizedVolatility
 _TWO = Decimal(2)
 
 
-class FillDedup:
-    """Remembers the last ``capacity`` fill ids, so a replayed or duplicated fill counts once.
+class RecentIds:
+    """Remembers the last ``capacity`` ids, so a replayed or duplicated fill (or trade) counts once.
 
     Duplicates come from a resumed source re-reading its last batch, so a bounded window is
     enough and keeps state size flat however long the market runs.
@@ -46,14 +47,17 @@ class FillDedup:
         self.order: deque[str] = deque(maxlen=capacity)
         self.ids: set[str] = set()
 
-    def seen(self, fill_id: str) -> bool:
-        """Record ``fill_id``; return True when it was already there."""
-        if fill_id in self.ids:
+    def __contains__(self, key: str) -> bool:
+        return key in self.ids
+
+    def seen(self, key: str) -> bool:
+        """Record ``key``; return True when it was already there."""
+        if key in self.ids:
             return True
         if len(self.order) == self.order.maxlen:
             self.ids.discard(self.order[0])
-        self.order.append(fill_id)
-        self.ids.add(fill_id)
+        self.order.append(key)
+        self.ids.add(key)
         return False
 
 
@@ -69,7 +73,8 @@ class MarketMaker:
         self.regime = RegimeSwitch(cfg.regime)
         self.trend = TrendFilter(cfg.trend)
         self.hedger = Hedger(cfg.hedger, spec)
-        self.dedup = FillDedup()
+        self.dedup = RecentIds(cfg.safety.dedup_window)
+        self.safety = SafetyGuards(cfg.safety)
         self.best_bid: Decimal | None = None
         self.best_ask: Decimal | None = None
         self.mid: Decimal | None = None
@@ -97,6 +102,7 @@ class MarketMaker:
     # -- events ---------------------------------------------------------------------------------
     def on_book(self, tick: BookTick) -> list[Intent]:
         now = tick.ts_recv
+        out = self._arrival(now, tick.ts_exchange)
         bid, ask = tick.bid_px, tick.ask_px
         if bid != self.best_bid or ask != self.best_ask:
             self.best_bid, self.best_ask = bid, ask
@@ -104,15 +110,32 @@ class MarketMaker:
             self._dirty = True
         self._clock(now)
         if not self._dirty and (self._wake_us is None or now < self._wake_us):
-            return []
-        return self._decide(now)
+            return out
+        return out + self._decide(now)
 
     def on_trade(self, trade: Trade) -> list[Intent]:
         """Public trades move the clock only; the paper venue is what matches them."""
+        out = self._arrival(trade.ts_recv, trade.ts_exchange)
         self._clock(trade.ts_recv)
         if self.mid is None or (not self._dirty and (self._wake_us is None or self.now_us < self._wake_us)):
-            return []
-        return self._decide(self.now_us)
+            return out
+        return out + self._decide(self.now_us)
+
+    def check_stale(self, now: int) -> list[Intent]:
+        """Cancel everything once market data is older than the limit (a timer or the next event
+        calls this); the cancel is stamped at the instant the data went stale."""
+        became = self.safety.stale_since(now)
+        return [self._cancel_all(became, "stale_data")] if became is not None else []
+
+    def on_control(self, cmd: Control) -> list[Intent]:
+        """The operator's kill switch: halt cancels all and stops; resume is explicit."""
+        now = max(self.now_us, cmd.ts)
+        if cmd.action == "halt":
+            return [self._cancel_all(now, "operator_halt")] if self.safety.halt() else []
+        if self.safety.resume():
+            self._dirty = True
+            return self.decide(now)
+        return []
 
     def book_fill(self, fill: Fill) -> bool:
         """Account for a fill once; return False for a duplicate (already booked)."""
@@ -137,6 +160,28 @@ class MarketMaker:
         return self._decide(self.now_us) if self.mid is not None else []
 
     # -- internals ------------------------------------------------------------------------------
+    def _arrival(self, now: int, ts_exchange: int) -> list[Intent]:
+        out = self.check_stale(now)
+        change = self.safety.data_arrived(now, ts_exchange)
+        if change is False:
+            out.append(self._cancel_all(now, "stale_data"))
+        elif change is True:
+            self._dirty = True
+        return out
+
+    def _cancel_all(self, ts: int, reason: str) -> CancelAllIntent:
+        self.last_quote = None
+        self._dirty = True
+        return CancelAllIntent(
+            market=self.market,
+            ts=ts,
+            intent_id=self._next_id(),
+            best_bid=self.best_bid,
+            best_ask=self.best_ask,
+            inventory=self.fifo.position,
+            reasons=(reason,),
+        )
+
     def _clock(self, now: int) -> None:
         if now > self.now_us:
             self.now_us = now
@@ -158,10 +203,12 @@ class MarketMaker:
         self._dirty = False
         self._wake_us = None
         bid, ask, mid = self.best_bid, self.best_ask, self.mid
-        if bid is None or ask is None or mid is None or not self.vol.warm:
+        if bid is None or ask is None or mid is None or not self.vol.warm or self.safety.blocked:
             return []
         cfg = self.cfg
         inventory = self.fifo.position
+        if self.safety.check_loss(self.fifo.realized + self.fifo.unrealized(mid)):
+            return [self._cancel_all(now, "loss_limit")]
         self.pnl_active = self.pnl_guard.update(self.fifo.realized, now)
         self.trend_active = self.trend.active(now)
         out: list[Intent] = []
@@ -216,6 +263,10 @@ class MarketMaker:
         allow_bid, allow_ask = inv_rules.quotable_sides(inv_cfg, inventory)
         if not (allow_bid and allow_ask):
             reasons.append("asymmetric:" + ("ask_only" if allow_ask else "bid_only"))
+        limit_bid, limit_ask = self.safety.position_sides(inventory)
+        if (allow_bid and not limit_bid) or (allow_ask and not limit_ask):
+            allow_bid, allow_ask = allow_bid and limit_bid, allow_ask and limit_ask
+            reasons.append("position_limit")
         if self.trend_active and cfg.trend.pause_bids and allow_bid:
             allow_bid = False
             reasons.append("trend_bid_pause")

@@ -1,0 +1,98 @@
+"""Trading safety beyond the analysis: the stale-data guard, the hard position limit, the loss
+limit and the operator's kill switch.
+
+Each is a latch with a clear way out: fresh data lifts the stale guard by itself; a loss-limit
+halt and a kill-switch halt are lifted only by an explicit operator ``resume``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from mmflow.config import SafetyConfig
+
+
+class SafetyGuards:
+    __slots__ = (
+        "cfg",
+        "stale",
+        "operator_halted",
+        "loss_halted",
+        "last_data_us",
+        "stale_engagements",
+        "loss_halts",
+        "operator_halts",
+        "_stale_us",
+    )
+
+    def __init__(self, cfg: SafetyConfig) -> None:
+        self.cfg = cfg
+        self.stale = False
+        self.operator_halted = False
+        self.loss_halted = False
+        self.last_data_us: int | None = None
+        self.stale_engagements = 0
+        self.loss_halts = 0
+        self.operator_halts = 0
+        self._stale_us = int(cfg.stale_after_s * 1_000_000)
+
+    @property
+    def blocked(self) -> bool:
+        """No quoting and no hedging while any of these holds."""
+        return self.stale or self.operator_halted or self.loss_halted
+
+    def stale_since(self, now_us: int) -> int | None:
+        """If data has been missing for too long at ``now_us``, latch the guard and return the
+        instant it went stale; None when fresh enough or already latched."""
+        if not self.cfg.stale_enabled or self.stale or self.last_data_us is None:
+            return None
+        became = self.last_data_us + self._stale_us
+        if now_us <= became:
+            return None
+        self.stale = True
+        self.stale_engagements += 1
+        return became
+
+    def data_arrived(self, ts_recv: int, ts_exchange: int) -> bool | None:
+        """Note a market event; True when it lifts the guard, False when it is itself too old
+        (received long after the exchange stamped it) and latches the guard, else None."""
+        if self.cfg.stale_enabled and ts_recv - ts_exchange > self._stale_us:
+            if self.stale:
+                return None
+            self.stale = True
+            self.stale_engagements += 1
+            return False
+        self.last_data_us = ts_recv
+        if self.stale:
+            self.stale = False
+            return True
+        return None
+
+    def position_sides(self, inventory: Decimal) -> tuple[bool, bool]:
+        """(bid allowed, ask allowed): past the hard limit, never add to the position."""
+        if not self.cfg.position_limit_enabled:
+            return True, True
+        limit = self.cfg.max_position_base
+        return inventory < limit, inventory > -limit
+
+    def check_loss(self, total_pnl: Decimal) -> bool:
+        """Latch the loss halt when realized + unrealized PnL is at or below the floor; True
+        on the transition."""
+        if not self.cfg.loss_limit_enabled or self.loss_halted or total_pnl > self.cfg.loss_limit_quote:
+            return False
+        self.loss_halted = True
+        self.loss_halts += 1
+        return True
+
+    def halt(self) -> bool:
+        if self.operator_halted:
+            return False
+        self.operator_halted = True
+        self.operator_halts += 1
+        return True
+
+    def resume(self) -> bool:
+        """Lift operator and loss halts (the stale guard lifts itself on fresh data)."""
+        lifted = self.operator_halted or self.loss_halted
+        self.operator_halted = self.loss_halted = False
+        return lifted
