@@ -85,6 +85,9 @@ class Metrics:
         self.dead_letters = Counter(
             "maker_dead_letters", "Records sent to the dead-letter output", ["source", "reason"], registry=r
         )
+        self.kafka_errors = Counter(
+            "maker_kafka_errors", "Consumer errors not tied to a record", ["topic"], registry=r
+        )
         self.latency = Histogram(
             "maker_processing_latency_seconds",
             "Strategy step time per event",

@@ -62,6 +62,9 @@ def make_decoder(settings: Settings, metrics: Metrics) -> Callable[[list[Any]], 
                 continue
             if hasattr(item, "err") and hasattr(item, "msg"):  # a consumer error from KafkaSource
                 raw, source = raw_bytes(item.msg)
+                if item.msg.value is None:  # a broker hiccup, not a record: nothing to keep
+                    metrics.kafka_errors.labels(source).inc()
+                    continue
                 out.append(("dead", DeadLetter(source=source, reason=f"kafka error: {item.err}", raw=raw)))
                 continue
             if hasattr(item, "market") and hasattr(item, "type"):

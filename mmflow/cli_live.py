@@ -86,8 +86,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         env["MMFLOW_RUN_METRICS_PORT"] = str(args.metrics_port + (args.process_id or 0))
     if args.recovery_dir:
+        if not any(Path(args.recovery_dir).glob("part-*.sqlite3")):
+            print(
+                f"mmflow run: no recovery partitions in {args.recovery_dir}; run `mmflow recovery-init "
+                f"{args.recovery_dir}` first",
+                file=sys.stderr,
+            )
+            return 2
         cmd += ["-r", args.recovery_dir, "-s", str(args.snapshot_interval), "-b", str(args.backup_interval)]
     return subprocess.call(cmd, env=env)
+
+
+def cmd_recovery_init(args: argparse.Namespace) -> int:
+    """Create Bytewax recovery partitions (once, before the first ``mmflow run --recovery-dir``)."""
+    Path(args.dir).mkdir(parents=True, exist_ok=True)
+    return subprocess.call([sys.executable, "-m", "bytewax.recovery", args.dir, str(args.partitions)])
 
 
 def cmd_venue(args: argparse.Namespace) -> int:
@@ -170,8 +183,13 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
         "--until-end", action="store_true", help="stop at the end of the topics instead of tailing"
     )
     p.add_argument("--recovery-dir")
-    p.add_argument("--snapshot-interval", type=float, default=5.0)
-    p.add_argument("--backup-interval", type=float, default=0.0)
+    p.add_argument("--snapshot-interval", type=int, default=5, help="seconds between state snapshots")
+    p.add_argument("--backup-interval", type=int, default=0, help="seconds of old snapshots to keep")
+
+    p = sub.add_parser("recovery-init", help="create the recovery partitions for mmflow run --recovery-dir")
+    p.add_argument("dir")
+    p.add_argument("--partitions", type=int, default=1)
+    p.set_defaults(func=cmd_recovery_init)
 
     p = add("venue", cmd_venue, "paper-trading execution connector")
     p.add_argument("--metrics-port", type=int)
