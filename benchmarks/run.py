@@ -1,6 +1,13 @@
-"""`make bench`: throughput of the strategy core and of the full Bytewax replay on real data.
+"""`make bench`: every figure of the performance issue, printed and written to BENCHMARKS.md.
 
-Each figure is the median of several runs; results are printed and written to BENCHMARKS.md.
+1. strategy core in a plain loop, and a trivial loop (the floor of the Python loop itself);
+2. full replay through Bytewax on one worker, and its ratio to (1);
+3. Kafka end to end (flow consuming a pre-filled topic) next to a bare consumer;
+4. tick-to-intent latency through Kafka at a steady 2,000 events/s;
+5. memory with 1, 100 and 1,000 markets, state size per market, and state over time;
+6. events/s with one and two Bytewax processes on a multi-partition topic.
+
+Figures are medians of several runs where a run is short; the local broker is started here.
 """
 
 from __future__ import annotations
@@ -9,7 +16,9 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 QUOTES = DATA / "binance-futures_quotes_2024-08-08_BTCUSDT.csv.gz"
 TRADES = DATA / "binance-futures_trades_2024-08-08_BTCUSDT.csv.gz"
+CONFIG = REPO / "infra" / "config" / "btcusdt-tight.yaml"
 
 
 def median_rate(n: int, fn: Callable[[], object], runs: int) -> float:
@@ -52,39 +62,132 @@ def trivial_loop(events: list, settings: Settings) -> None:
 
 
 def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}, Linux"
+
+
+def kafka(*args: str) -> None:
+    subprocess.run(["bash", str(REPO / "infra" / "kafka" / "kafka.sh"), *args], check=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
+    ap.add_argument("--no-kafka", action="store_true", help="only the figures that need no broker")
     args = ap.parse_args()
-    settings = load_settings("phase2", REPO / "infra" / "config" / "btcusdt-tight.yaml")
+    settings = load_settings("phase2", CONFIG)
     events, _ = load_inputs([QUOTES], [TRADES], [], settings)
     n = len(events)
-    rows = [
+    fig: dict[str, str] = {}
+
+    core = median_rate(n, lambda: core_loop(events, settings), args.runs)
+    floor = median_rate(n, lambda: trivial_loop(events, settings), args.runs)
+    flow = median_rate(n, lambda: run_events(events, settings), args.runs)
+    fig["core"], fig["floor"], fig["replay"] = f"{core:,.0f}", f"{floor:,.0f}", f"{flow:,.0f}"
+    fig["ratio"] = f"{core / flow:.2f}x"
+    print(f"core {core:,.0f} ev/s, floor {floor:,.0f}, replay {flow:,.0f} ({core / flow:.2f}x)", flush=True)
+
+    from benchmarks.memory_bench import markets_state, state_over_time
+
+    mem = [markets_state(events, m, 3000) for m in (1, 100, 1000)]
+    over = state_over_time(events, (10_000, 40_000, n))
+    print("memory", mem, over, flush=True)
+
+    kafka_rows: list[str] = []
+    targets: list[tuple[str, str, str, bool]] = [
+        ("replay through Bytewax, 1 worker", ">= 200,000 ev/s", f"{flow:,.0f}", flow >= 200_000),
+        ("replay vs plain-loop core", "within 1.5x", f"{core / flow:.2f}x", core / flow <= 1.5),
         (
-            "strategy core, plain loop (events/s)",
-            median_rate(n, lambda: core_loop(events, settings), args.runs),
+            "state per market",
+            "< 50 KB",
+            f"{max(m['state_kb'] for m in mem):.1f} KB",
+            max(m["state_kb"] for m in mem) < 50,
         ),
-        ("trivial loop floor (events/s)", median_rate(n, lambda: trivial_loop(events, settings), args.runs)),
         (
-            "full replay through Bytewax, 1 worker (events/s)",
-            median_rate(n, lambda: run_events(events, settings), args.runs),
+            "state flat over time",
+            "no growth",
+            " / ".join(f"{kb:.1f}" for _, kb in over) + " KB",
+            max(kb for _, kb in over) - min(kb for _, kb in over) < 5,
         ),
     ]
-    ratio = rows[0][1] / rows[2][1]
+    if not args.no_kafka:
+        from benchmarks import kafka_bench as kb
+
+        kafka("up")
+        bootstrap = "127.0.0.1:" + os.environ.get("KAFKA_PORT", "9092")
+        big = kb.repeat(events, 4)
+        prefix = f"bench-{uuid.uuid4().hex[:8]}"
+        ksettings = kb.topic_settings(bootstrap, prefix, config=CONFIG)
+        kb.fill_topic(ksettings, big, partitions=1)
+        bare = statistics.median(kb.bare_consumer(ksettings, len(big)) for _ in range(3))
+        steady, whole = zip(*(kb.flow_throughput(ksettings, len(big)) for _ in range(3)), strict=True)
+        e2e, e2e_whole = statistics.median(steady), statistics.median(whole)
+        print(f"kafka: bare {bare:,.0f}, flow {e2e:,.0f} steady, {e2e_whole:,.0f} with start-up", flush=True)
+        lat = kb.latency(bootstrap, events, rate=2000, seconds=20)
+        print("latency", lat, flush=True)
+        scale = kb.scaling(bootstrap, events, ["BTCUSDT", "ETHUSDT", "SOLUSDT", "SOL-USD"])
+        print("scaling", scale, flush=True)
+        kafka_rows = [
+            f"| Kafka end to end, flow on 1 worker ({len(big):,} events, from first record) | {e2e:,.0f} ev/s |",
+            f"| same, including process start-up and partition assignment | {e2e_whole:,.0f} ev/s |",
+            f"| bare confluent-kafka consumer, same topic (ceiling) | {bare:,.0f} ev/s |",
+            f"| flow / bare consumer | {e2e / bare:.2f} |",
+            f"| tick-to-intent latency at 2,000 ev/s, {lat['samples']:,} intents | p50 {lat['p50']:.2f} ms, "
+            f"p99 {lat['p99']:.2f} ms, p99.9 {lat['p99.9']:.2f} ms, max {lat['max']:.1f} ms |",
+            f"| 4 markets x 87,402 events, 4 partitions, 1 process (wall, start-up included) | {scale[1]:,.0f} ev/s |",
+            f"| same, 2 processes (`-i/-a`) | {scale[2]:,.0f} ev/s ({scale[2] / scale[1]:.2f}x) |",
+        ]
+        targets += [
+            ("Kafka end to end, 1 worker", ">= 100,000 ev/s", f"{e2e:,.0f}", e2e >= 100_000),
+            ("Kafka end to end vs bare consumer", ">= 0.5", f"{e2e / bare:.2f}", e2e / bare >= 0.5),
+            ("tick-to-intent p99 at 2,000 ev/s", "< 5 ms", f"{lat['p99']:.2f} ms", lat["p99"] < 5.0),
+        ]
+        kafka("down")
+
     lines = [
         "# Benchmarks",
         "",
-        f"Machine: {machine()}. Data: real Binance BTCUSDT recording, {n:,} events "
-        f"(quotes + trades), preset phase2 with infra/config/btcusdt-tight.yaml. Median of {args.runs} runs.",
+        f"Machine: {machine()}. Produced by `make bench` on {time.strftime('%Y-%m-%d')}.",
+        f"Data: the real Binance BTCUSDT recording in ../shared/data ({n:,} events, quotes and trades), preset",
+        "phase2 with infra/config/btcusdt-tight.yaml. Local single-node Kafka 4.1 (KRaft) on the same machine.",
+        f"Throughput figures 1-2 are medians of {args.runs} runs; Kafka throughput medians of 3.",
         "",
         "| figure | value |",
         "| --- | --- |",
-        *[f"| {name} | {value:,.0f} |" for name, value in rows],
-        f"| plain loop / Bytewax replay | {ratio:.2f}x |",
+        f"| 1. strategy core, plain Python loop (paper venue included) | {fig['core']} ev/s |",
+        f"| 1. trivial loop over the same events (the floor) | {fig['floor']} ev/s |",
+        f"| 2. full replay through Bytewax, 1 worker | {fig['replay']} ev/s |",
+        f"| 2. plain loop / Bytewax replay | {fig['ratio']} |",
+        *kafka_rows,
+        *[
+            f"| 5. {m['markets']:,} market(s): process RSS | {m['rss_mb']:.0f} MB "
+            f"(+{m['rss_delta_per_market_kb']:.1f} KB per market) |"
+            for m in mem
+        ],
+        *[
+            f"| 5. pickled state per market, {m['markets']:,} market(s) | {m['state_kb']:.1f} KB |"
+            for m in mem
+        ],
+        "| 5. state of one market after "
+        + ", ".join(f"{k:,}" for k, _ in over)
+        + " events | "
+        + " / ".join(f"{kb:.1f} KB" for _, kb in over)
+        + " |",
+        "",
+        "## Targets",
+        "",
+        "| target | goal | reached | met |",
+        "| --- | --- | --- | --- |",
+        *[f"| {name} | {goal} | {value} | {'yes' if ok else 'no'} |" for name, goal, value, ok in targets],
         "",
     ]
     text = "\n".join(lines)

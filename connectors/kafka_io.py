@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource
-from confluent_kafka import OFFSET_BEGINNING, Producer
+from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from mmflow.config import KafkaConfig
@@ -63,17 +63,11 @@ def create_topics(cfg: KafkaConfig, partitions: int, topics: Iterable[str] | Non
     return wanted
 
 
-def flow_source(cfg: KafkaConfig, tail: bool = True, batch_size: int = 1000) -> KafkaSource:
+def flow_source(cfg: KafkaConfig, tail: bool = True, batch_size: int = 10_000) -> Any:
     """Market data, fills and operator controls, from the beginning (or the recovery offsets)."""
-    return KafkaSource(
-        brokers=cfg.bootstrap_servers.split(","),
-        topics=[cfg.market_data_topic, cfg.fills_topic, cfg.control_topic],
-        tail=tail,
-        starting_offset=OFFSET_BEGINNING,
-        add_config=dict(cfg.extra),
-        batch_size=batch_size,
-        raise_on_errors=False,
-    )
+    from connectors.kafka_source import RawKafkaSource
+
+    return RawKafkaSource(cfg, [cfg.market_data_topic, cfg.fills_topic, cfg.control_topic], tail, batch_size)
 
 
 def to_message(
@@ -103,7 +97,10 @@ def to_message(
 
 
 def flow_sink(cfg: KafkaConfig) -> KafkaSink:
-    return KafkaSink(brokers=cfg.bootstrap_servers.split(","), topic=None, add_config=dict(cfg.extra))
+    # 1 ms linger: intents are few and latency matters more than batching them.
+    return KafkaSink(
+        brokers=cfg.bootstrap_servers.split(","), topic=None, add_config={"linger.ms": "1", **cfg.extra}
+    )
 
 
 def producer(cfg: KafkaConfig, **more: str) -> Producer:

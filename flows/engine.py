@@ -19,14 +19,16 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
+from confluent_kafka import Message as KafkaMessage
 
 from connectors.metrics import Metrics
 from flows.runtime import MarketRuntime, Output
 from mmflow.config import Settings
-from mmflow.models import BookTick, Control, DeadLetter, InputEvent
+from mmflow.models import BookTick, Control, DeadLetter, Fill, InputEvent, Trade
 from mmflow.wire import WireError, decode_input
 
 Chunk = list[InputEvent]
+_TYPED = frozenset({BookTick, Trade, Fill, Control})
 
 
 def validate(event: InputEvent, markets: Iterable[str]) -> str | None:
@@ -47,7 +49,10 @@ def raw_bytes(item: Any) -> tuple[bytes, str]:
     if isinstance(item, str):
         return item.encode("utf-8", "replace"), "str"
     value = getattr(item, "value", None)
-    return (bytes(value) if value is not None else b""), str(getattr(item, "topic", "unknown"))
+    topic = getattr(item, "topic", "unknown")
+    if callable(value):  # a confluent-kafka Message: accessors, not attributes
+        value, topic = value(), topic()
+    return (bytes(value) if value is not None else b""), str(topic)
 
 
 def make_decoder(settings: Settings, metrics: Metrics) -> Callable[[list[Any]], list[tuple[str, Any]]]:
@@ -57,20 +62,17 @@ def make_decoder(settings: Settings, metrics: Metrics) -> Callable[[list[Any]], 
         chunks: dict[str, Chunk] = {}
         out: list[tuple[str, Any]] = []
         for item in items:
-            if isinstance(item, DeadLetter):
+            cls = type(item)
+            if cls is DeadLetter:
                 out.append(("dead", item))
                 continue
-            if hasattr(item, "err") and hasattr(item, "msg"):  # a consumer error from KafkaSource
-                raw, source = raw_bytes(item.msg)
-                if item.msg.value is None:  # a broker hiccup, not a record: nothing to keep
-                    metrics.kafka_errors.labels(source).inc()
-                    continue
-                out.append(("dead", DeadLetter(source=source, reason=f"kafka error: {item.err}", raw=raw)))
-                continue
-            if hasattr(item, "market") and hasattr(item, "type"):
+            if cls in _TYPED:
                 event = item  # already typed and validated in bulk (files, synthetic data)
             else:
-                raw, source = raw_bytes(item)
+                if cls is KafkaMessage:
+                    raw, source = item.value() or b"", item.topic()
+                else:
+                    raw, source = raw_bytes(item)
                 try:
                     event = decode_input(raw)
                 except WireError as err:

@@ -67,10 +67,13 @@ class MarketRuntime:
         if isinstance(event, BookTick | Trade):
             now = self._last_market_us = event.ts_recv
             stats.advance(now)
-            # A gap in the data pulls the quotes first, so the venue cannot fill them on arrival.
-            stale = maker.check_stale(now)
-            if stale:
-                self._emit(stale, out)
+            if venue is not None:
+                # A gap in the data pulls the quotes first: the venue gets the cancel (stamped when
+                # the data went stale) before it matches the event that ends the gap, as it would
+                # have from the live timer; within the cancel latency they can still fill.
+                stale = maker.check_stale(now)
+                if stale:
+                    self._emit(stale, out)
             if isinstance(event, BookTick):
                 stats.books += 1
                 if venue is not None:

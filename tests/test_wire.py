@@ -539,18 +539,20 @@ def test_flow_decoder_labels_kafka_like_messages_by_topic() -> None:
         value=orjson.dumps({**orjson.loads(encode(_book("SOLUSDT", 2))), "bid_px": "NaN"}),
         topic="mmflow.fills",
     )
-    err = SimpleNamespace(err="_PARTITION_EOF", msg=SimpleNamespace(value=b"x", topic="mmflow.fills"))
-    out = decode([good, bad, schema, err])
+    # confluent-kafka's Message exposes value() and topic() as methods
+    raw_msg = SimpleNamespace(value=lambda: b"x", topic=lambda: "mmflow.fills")
+    out = decode([good, bad, schema, raw_msg])
     assert [k for k, _ in out].count("chunk") == 1
     dead = [p for k, p in out if k == "dead"]
     assert [(d.source, d.reason.split(":")[0]) for d in dead] == [
         ("mmflow.marketdata", "malformed json"),
         ("mmflow.fills", "invalid"),
-        ("mmflow.fills", "kafka error"),
+        ("mmflow.fills", "malformed json"),
     ]
+    assert dead[2].raw == b"x"
     assert dead_count(metrics, "mmflow.marketdata", "malformed json") == 1
     assert dead_count(metrics, "mmflow.fills", "invalid") == 1
-    assert dead_count(metrics, "mmflow.fills", "kafka error") == 1
+    assert dead_count(metrics, "mmflow.fills", "malformed json") == 1
 
 
 def test_flow_decoder_passes_typed_events_and_dead_letters_through() -> None:

@@ -1,0 +1,290 @@
+"""Kafka benchmarks: end-to-end throughput, the bare-consumer ceiling, tick-to-intent latency and
+scaling across processes. They run against a real broker (the local one, started by run.py)."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+from bytewax.testing import run_main
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from connectors.kafka_io import create_topics, flow_sink, producer, to_message
+from connectors.kafka_source import THROUGHPUT, RawKafkaSource
+from connectors.metrics import Metrics
+from flows.engine import build_flow
+from mmflow.config import Settings, load_settings
+from mmflow.models import BookTick, Trade
+from mmflow.wire import encode
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def topic_settings(
+    bootstrap: str, prefix: str, base: list[str] | None = None, config: Path | None = None
+) -> Settings:
+    names = {
+        "market_data_topic": "md",
+        "fills_topic": "fills",
+        "intents_topic": "intents",
+        "dead_letter_topic": "dlq",
+        "control_topic": "control",
+        "state_topic": "state",
+    }
+    sets = [f"kafka.{k}={prefix}.{v}" for k, v in names.items()]
+    sets += [f"kafka.bootstrap_servers={bootstrap}", f"kafka.group_id={prefix}", *(base or [])]
+    return load_settings("phase2", config, sets)
+
+
+def repeat(events: Sequence[Any], times: int, markets: Sequence[str] = ("BTCUSDT",)) -> list[Any]:
+    """The recording ``times`` over, shifted in time so each market's clock keeps going forward,
+    for each of ``markets`` (interleaved, as one feed carrying several markets would be)."""
+    span = events[-1].ts_recv - events[0].ts_recv + 1_000_000
+    out = []
+    for k in range(times):
+        for e in events:
+            for m in markets:
+                extra = {"trade_id": f"{e.trade_id}-{k}"} if isinstance(e, Trade) else {}
+                out.append(
+                    replace(
+                        e,
+                        market=m,
+                        ts_recv=e.ts_recv + k * span,
+                        ts_exchange=e.ts_exchange + k * span,
+                        **extra,
+                    )
+                )
+    return out
+
+
+def fill_topic(settings: Settings, events: Sequence[Any], partitions: int) -> None:
+    create_topics(settings.kafka, partitions)
+    prod = producer(settings.kafka)
+    topic = settings.kafka.market_data_topic
+    for e in events:
+        while True:
+            try:
+                prod.produce(topic, key=e.market.encode(), value=encode(e))
+                break
+            except BufferError:
+                prod.poll(0.01)
+    prod.flush(120)
+
+
+def bare_consumer(settings: Settings, total: int) -> float:
+    """The broker-and-client ceiling: a tuned consumer that only counts messages (events/s)."""
+    conf = {
+        "bootstrap.servers": settings.kafka.bootstrap_servers,
+        "group.id": f"bare-{uuid.uuid4().hex}",
+        "enable.partition.eof": True,
+        **THROUGHPUT,
+    }
+    consumer = Consumer(conf)
+    topic = settings.kafka.market_data_topic
+    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+    n, eofs, start = 0, 0, None
+    while eofs < len(parts):
+        msgs = consumer.consume(10_000, 1.0)
+        if msgs and start is None:
+            start = time.perf_counter()
+        for m in msgs:
+            if m.error():
+                eofs += 1
+            else:
+                n += 1
+    elapsed = time.perf_counter() - (start or time.perf_counter())
+    consumer.close()
+    assert n == total, (n, total)
+    return n / elapsed
+
+
+def flow_throughput(settings: Settings, total: int) -> tuple[float, float]:
+    """The flow consuming the pre-filled topic to its end (one worker): (steady events/s from
+    the first record, events/s including start-up)."""
+    first: list[float] = []
+
+    class Timed(RawKafkaSource):
+        def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> Any:
+            part = super().build_part(step_id, for_part, resume_state)
+            inner = part.next_batch
+
+            def next_batch() -> list[Any]:
+                batch = inner()
+                if batch and not first:
+                    first.append(time.perf_counter())
+                return batch
+
+            part.next_batch = next_batch  # type: ignore[method-assign]
+            return part
+
+    cfg = settings.kafka
+    source = Timed(cfg, [cfg.market_data_topic, cfg.fills_topic, cfg.control_topic], tail=False)
+    from functools import partial
+
+    flow = build_flow(
+        source, flow_sink(cfg), settings, Metrics(), paper=False, route=partial(to_message, cfg)
+    )
+    start = time.perf_counter()
+    run_main(flow)
+    end = time.perf_counter()
+    return total / (end - first[0]), total / (end - start)
+
+
+def latency(bootstrap: str, events: Sequence[Any], rate: float, seconds: float) -> dict[str, float]:
+    """Tick-to-intent latency at a steady ``rate``: each tick carries the producer's wall clock as
+    its receive time, each intent carries its tick's receive time, a consumer notes arrival."""
+    prefix = f"lat-{uuid.uuid4().hex[:8]}"
+    # Every mid change is worth an intent here, so there are thousands of samples.
+    settings = topic_settings(
+        bootstrap, prefix, ["strategy.quoting.refresh_tolerance_bps=0", "strategy.safety.stale_enabled=false"]
+    )
+    create_topics(settings.kafka, 1)
+    env = {
+        **os.environ,
+        "MMFLOW_RUN_PRESET": "phase2",
+        "MMFLOW_RUN_CONFIG": "",
+        "MMFLOW_RUN_SET": orjson.dumps(
+            [f"kafka.{k}={v}" for k, v in settings.kafka.model_dump().items() if isinstance(v, str)]
+            + ["strategy.quoting.refresh_tolerance_bps=0", "strategy.safety.stale_enabled=false"]
+        ).decode(),
+    }
+    flow = subprocess.Popen(
+        [sys.executable, "-m", "bytewax.run", "flows.live:build()"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    samples: list[float] = []
+    stop = threading.Event()
+
+    def consume() -> None:
+        c = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"{prefix}-lat",
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": 1,
+            }
+        )
+        c.subscribe([settings.kafka.intents_topic])
+        while not stop.is_set():
+            for m in c.consume(1000, 0.05):
+                if not m.error():
+                    now_us = time.time_ns() // 1000
+                    samples.append((now_us - orjson.loads(m.value())["ts"]) / 1000.0)
+        c.close()
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    prod = producer(settings.kafka, **{"linger.ms": "0"})
+    time.sleep(6)  # the flow and the reader connect; nothing is measured yet
+    warm = int(rate * 2)
+    n_total = int(rate * seconds) + warm
+    start = time.perf_counter()
+    for i in range(n_total):
+        due = start + i / rate
+        while (delay := due - time.perf_counter()) > 0:
+            time.sleep(min(delay, 0.0005))
+        e = events[i % len(events)]
+        now_us = time.time_ns() // 1000
+        if i == warm:
+            samples.clear()  # the first two seconds warm the volatility estimate and the clients
+        prod.produce(
+            settings.kafka.market_data_topic,
+            key=e.market.encode(),
+            value=encode(
+                replace(
+                    e,
+                    ts_recv=now_us,
+                    ts_exchange=now_us,
+                    **({"trade_id": f"{e.trade_id}-{i}"} if isinstance(e, Trade) else {}),
+                )
+            ),
+        )
+        prod.poll(0)
+    prod.flush(30)
+    time.sleep(2)
+    stop.set()
+    reader.join(5)
+    flow.kill()
+    flow.wait(10)
+    q = statistics.quantiles(samples, n=1000) if len(samples) > 10 else [float("nan")] * 999
+    return {
+        "samples": len(samples),
+        "p50": q[499],
+        "p99": q[989],
+        "p99.9": q[998],
+        "max": max(samples or [0.0]),
+    }
+
+
+def scaling(bootstrap: str, events: Sequence[Any], markets: Sequence[str]) -> dict[int, float]:
+    """Events/s (wall clock, start-up included) with one and two Bytewax processes on a topic of
+    ``len(markets)`` partitions."""
+    prefix = f"scale-{uuid.uuid4().hex[:8]}"
+    settings = topic_settings(bootstrap, prefix)
+    data = repeat(events, 1, markets)
+    fill_topic(settings, data, partitions=len(markets))
+    base = [
+        sys.executable,
+        "-m",
+        "mmflow.cli",
+        "run",
+        "--until-end",
+        *[
+            a
+            for k, v in settings.kafka.model_dump().items()
+            if isinstance(v, str)
+            for a in ("--set", f"kafka.{k}={v}")
+        ],
+    ]
+    out = {}
+    for n in (1, 2):
+        ports = [free_port() for _ in range(n)]
+        addresses = ";".join(f"127.0.0.1:{p}" for p in ports)
+        cmds = (
+            [base]
+            if n == 1
+            else [[*base, "--process-id", str(i), "--addresses", addresses] for i in range(n)]
+        )
+        start = time.perf_counter()
+        procs = [
+            subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for cmd in cmds
+        ]
+        codes = [p.wait(600) for p in procs]
+        assert codes == [0] * n, codes
+        out[n] = len(data) / (time.perf_counter() - start)
+    return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+__all__ = [
+    "BookTick",
+    "bare_consumer",
+    "fill_topic",
+    "flow_throughput",
+    "latency",
+    "repeat",
+    "scaling",
+    "topic_settings",
+]

@@ -1,0 +1,66 @@
+"""Memory: resident size with 1, 100 and 1,000 markets of state, and state size per market."""
+
+from __future__ import annotations
+
+import gc
+import pickle
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from flows.runtime import MarketRuntime
+from mmflow.config import InstrumentSpec, Settings, load_settings
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def settings_for(n: int) -> Settings:
+    spec = InstrumentSpec(tick_size="0.1", lot_size="0.001", min_qty="0.001")
+    base = load_settings("phase2")
+    return base.model_copy(update={"markets": {f"M{i:04d}": spec for i in range(n)}})
+
+
+def markets_state(events: Sequence[Any], n: int, per_market: int) -> dict[str, float]:
+    """Feed ``per_market`` real events to each of ``n`` markets (paper venue included)."""
+    settings = settings_for(n)
+    gc.collect()
+    before = rss_bytes()
+    runtimes = []
+    for i in range(n):
+        market = f"M{i:04d}"
+        rt = MarketRuntime(market, settings)
+        out: list[Any] = []
+        for e in events[:per_market]:
+            rt.process(replace(e, market=market), out)
+        runtimes.append(rt)
+    gc.collect()
+    after = rss_bytes()
+    sizes = [len(pickle.dumps(rt)) for rt in runtimes[: min(n, 50)]]
+    return {
+        "markets": n,
+        "rss_mb": after / 2**20,
+        "rss_delta_per_market_kb": (after - before) / n / 1024,
+        "state_kb": sum(sizes) / len(sizes) / 1024,
+    }
+
+
+def state_over_time(events: Sequence[Any], checkpoints: Sequence[int]) -> list[tuple[int, float]]:
+    """Pickled state of one market after more and more events: it must stay flat."""
+    settings = load_settings("phase2")
+    rt = MarketRuntime(events[0].market, settings)
+    out: list[Any] = []
+    result = []
+    done = 0
+    for mark in checkpoints:
+        for e in events[done:mark]:
+            rt.process(e, out)
+        done = mark
+        out.clear()
+        result.append((mark, len(pickle.dumps(rt)) / 1024))
+    return result
