@@ -29,8 +29,6 @@ def settings_for(n: int) -> Settings:
 def markets_state(events: Sequence[Any], n: int, per_market: int) -> dict[str, float]:
     """Feed ``per_market`` real events to each of ``n`` markets (paper venue included)."""
     settings = settings_for(n)
-    gc.collect()
-    before = rss_bytes()
     runtimes = []
     for i in range(n):
         market = f"M{i:04d}"
@@ -40,27 +38,7 @@ def markets_state(events: Sequence[Any], n: int, per_market: int) -> dict[str, f
             rt.process(replace(e, market=market), out)
         runtimes.append(rt)
     gc.collect()
-    after = rss_bytes()
+    # RSS with the runtimes alive; the caller compares N = 1, 100, 1,000 for the growth per market.
+    rss = rss_bytes()
     sizes = [len(pickle.dumps(rt)) for rt in runtimes[: min(n, 50)]]
-    return {
-        "markets": n,
-        "rss_mb": after / 2**20,
-        "rss_delta_per_market_kb": (after - before) / n / 1024,
-        "state_kb": sum(sizes) / len(sizes) / 1024,
-    }
-
-
-def state_over_time(events: Sequence[Any], checkpoints: Sequence[int]) -> list[tuple[int, float]]:
-    """Pickled state of one market after more and more events: it must stay flat."""
-    settings = load_settings("phase2")
-    rt = MarketRuntime(events[0].market, settings)
-    out: list[Any] = []
-    result = []
-    done = 0
-    for mark in checkpoints:
-        for e in events[done:mark]:
-            rt.process(e, out)
-        done = mark
-        out.clear()
-        result.append((mark, len(pickle.dumps(rt)) / 1024))
-    return result
+    return {"markets": n, "rss_mb": rss / 2**20, "state_kb": sum(sizes) / len(sizes) / 1024}

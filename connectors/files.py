@@ -41,8 +41,13 @@ def _read_table(path: Path) -> pl.DataFrame:
 
 
 def _num_ok(col: str, positive: bool = True) -> pl.Expr:
+    """Numeric, finite, below the wire bounds and at most 18 decimal places (the float cast is a
+    check only; the value itself is read from the text)."""
     v = pl.col(col).cast(pl.Float64, strict=False)
-    ok = v.is_not_null() & v.is_finite()
+    text = pl.col(col).cast(pl.Utf8)
+    ok = (
+        v.is_not_null() & v.is_finite() & (v.abs() < 1e12) & ~text.str.contains(r"\.\d{19,}").fill_null(False)
+    )
     return ok & (v > 0) if positive else ok
 
 

@@ -8,12 +8,13 @@ in one partition and in order.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
 import orjson
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from mmflow.config import KafkaConfig
@@ -59,7 +60,22 @@ def create_topics(cfg: KafkaConfig, partitions: int, topics: Iterable[str] | Non
         [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted]
     )
     for future in futures.values():
-        future.result(timeout=30)
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:  # another process created it first: fine
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until every new partition has a leader
+        topics = admin.list_topics(timeout=10).topics
+        if all(
+            t in topics
+            and topics[t].error is None
+            and all(p.leader >= 0 for p in topics[t].partitions.values())
+            for t in wanted
+        ):
+            break
+        time.sleep(0.1)
     return wanted
 
 
@@ -97,9 +113,9 @@ def to_message(
 
 
 def flow_sink(cfg: KafkaConfig) -> KafkaSink:
-    # 1 ms linger: intents are few and latency matters more than batching them.
+    # No linger: intents are few and tick-to-intent latency matters more than batching them.
     return KafkaSink(
-        brokers=cfg.bootstrap_servers.split(","), topic=None, add_config={"linger.ms": "1", **cfg.extra}
+        brokers=cfg.bootstrap_servers.split(","), topic=None, add_config={"linger.ms": "0", **cfg.extra}
     )
 
 

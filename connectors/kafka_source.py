@@ -15,7 +15,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from connectors.kafka_io import client_config
+from connectors.kafka_io import client_config, create_topics
 from connectors.metrics import get_metrics
 from mmflow.config import KafkaConfig
 
@@ -78,6 +78,15 @@ class RawKafkaSource(FixedPartitionedSource[Any, int]):
 
     def list_parts(self) -> list[str]:
         admin = AdminClient(client_config(self._cfg))
+        existing = admin.list_topics(timeout=10).topics
+        missing = [t for t in self._topics if t not in existing]
+        if missing:
+            # An input topic nobody created yet (say, the control topic before the first kill-switch
+            # command) must not stop the flow: create it, one partition, and say so.
+            log.warning(
+                "creating missing input topics %s (1 partition; use `mmflow topics` to choose)", missing
+            )
+            create_topics(self._cfg, 1, missing)
         parts = []
         for topic in self._topics:
             meta = admin.list_topics(topic, timeout=10).topics[topic]

@@ -27,7 +27,22 @@ from mmflow.config import Settings
 from mmflow.models import BookTick, Control, DeadLetter, Fill, InputEvent, Trade
 from mmflow.wire import WireError, decode_input
 
-Chunk = list[InputEvent]
+
+class Chunk(list):  # type: ignore[type-arg]
+    """One market's events from one source batch, in order, with where each came from.
+
+    ``origins[i]`` is ``(raw bytes, source)`` for an event decoded here (None for one that was
+    typed already), so a record the market's state refuses later (a duplicate, an out-of-order
+    tick) still reaches the dead-letter output as the bytes that arrived.
+    """
+
+    __slots__ = ("origins",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.origins: list[tuple[bytes, str] | None] = []
+
+
 _TYPED = frozenset({BookTick, Trade, Fill, Control})
 
 
@@ -66,6 +81,7 @@ def make_decoder(settings: Settings, metrics: Metrics) -> Callable[[list[Any]], 
             if cls is DeadLetter:
                 out.append(("dead", item))
                 continue
+            origin = None
             if cls in _TYPED:
                 event = item  # already typed and validated in bulk (files, synthetic data)
             else:
@@ -84,6 +100,7 @@ def make_decoder(settings: Settings, metrics: Metrics) -> Callable[[list[Any]], 
                         ("dead", DeadLetter(source=source, reason=reason, raw=raw, market=event.market))
                     )
                     continue
+                origin = (raw, source)
             # A control for "*" reaches every configured market (each holds its own halt).
             targets = (
                 [replace(event, market=m) for m in sorted(markets)]
@@ -93,8 +110,9 @@ def make_decoder(settings: Settings, metrics: Metrics) -> Callable[[list[Any]], 
             for target in targets:
                 chunk = chunks.get(target.market)
                 if chunk is None:
-                    chunk = chunks[target.market] = []
+                    chunk = chunks[target.market] = Chunk()
                 chunk.append(target)
+                chunk.origins.append(origin)
         for _, dead in out:
             metrics.dead_letter(dead.source, dead.reason)
         out.extend(("chunk", (m, c)) for m, c in chunks.items())
@@ -159,8 +177,8 @@ class MarketLogic(StatefulBatchLogic[Chunk, Output, MarketRuntime]):
         n = 0
         for chunk in values:
             n += len(chunk)
-            for event in chunk:
-                process(event, out)
+            for event, origin in zip(chunk, chunk.origins, strict=True):
+                process(event, out, origin)
         self.metrics.observe(runtime, n, time.perf_counter() - start, out)
         if self.live_clock:
             self._wall_at_data = datetime.now(UTC)

@@ -55,13 +55,16 @@ class MarketRuntime:
         return None
 
     # -- events ---------------------------------------------------------------------------------
-    def process(self, event: InputEvent, out: list[Output]) -> None:
-        """Feed one event, appending every resulting output to ``out``."""
+    def process(self, event: InputEvent, out: list[Output], origin: tuple[bytes, str] | None = None) -> None:
+        """Feed one event, appending every resulting output to ``out``.
+
+        ``origin`` is the record's original bytes and source, kept for a refusal's dead letter;
+        without it (files, synthetic data) the dead letter holds the event's canonical encoding.
+        """
         reason = self.reject_reason(event)
         if reason is not None:
-            out.append(
-                ("dead", DeadLetter(source="flow", reason=reason, raw=encode(event), market=self.market))
-            )
+            raw, source = origin if origin is not None else (encode(event), "flow")
+            out.append(("dead", DeadLetter(source=source, reason=reason, raw=raw, market=self.market)))
             return
         maker, venue, stats = self.maker, self.venue, self.stats
         if isinstance(event, BookTick | Trade):

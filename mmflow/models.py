@@ -25,9 +25,13 @@ SCHEMA_VERSION = 1
 Side = Literal["buy", "sell"]
 # Bounds far outside any real market (a 1e12 price, a 1e12 size) turn absurd values into dead
 # letters instead of numbers that would overflow a Decimal(38, 18) column downstream.
-PositiveDecimal = Annotated[Decimal, Field(gt=0, lt=Decimal("1e12"), allow_inf_nan=False, max_digits=38)]
+# At most 18 decimal places: exactly what the Decimal(38, 18) output columns hold.
+PositiveDecimal = Annotated[
+    Decimal, Field(gt=0, lt=Decimal("1e12"), allow_inf_nan=False, max_digits=38, decimal_places=18)
+]
 FiniteDecimal = Annotated[
-    Decimal, Field(gt=Decimal("-1e12"), lt=Decimal("1e12"), allow_inf_nan=False, max_digits=38)
+    Decimal,
+    Field(gt=Decimal("-1e12"), lt=Decimal("1e12"), allow_inf_nan=False, max_digits=38, decimal_places=18),
 ]
 Micros = Annotated[int, Field(ge=0, lt=10**17)]
 Name = Annotated[str, Field(min_length=1, max_length=64)]

@@ -76,8 +76,11 @@ _SIDES = ("buy", "sell")
 
 
 def _plain(s: Any) -> bool:
-    """A decimal written plainly: ASCII digits with at most one point, 38 characters at most."""
-    return type(s) is str and len(s) <= 38 and s.isascii() and s.replace(".", "", 1).isdigit()
+    """A decimal written plainly: ASCII digits, at most one point and 18 places, 38 characters."""
+    if type(s) is not str or len(s) > 38 or not s.isascii() or not s.replace(".", "", 1).isdigit():
+        return False
+    point = s.find(".")
+    return point < 0 or len(s) - point <= 19
 
 
 def _fast(obj: dict[str, Any]) -> InputEvent | None:
@@ -137,8 +140,64 @@ def decode_input(raw: bytes | str) -> InputEvent:
     return decode_input_validated(obj)
 
 
+_D, _I, _S = "decimal (a JSON string)", "integer", "string"
+#: The JSON type of every field of every input message: decimals travel as strings, timestamps as
+#: integers, nothing else is accepted (pydantic alone would quietly coerce 77.29 or "1" or true).
+_FIELDS: dict[str, dict[str, str]] = {
+    "book": {
+        "market": _S,
+        "ts_exchange": _I,
+        "ts_recv": _I,
+        "bid_px": _D,
+        "bid_qty": _D,
+        "ask_px": _D,
+        "ask_qty": _D,
+    },
+    "trade": {
+        "market": _S,
+        "ts_exchange": _I,
+        "ts_recv": _I,
+        "trade_id": _S,
+        "side": _S,
+        "px": _D,
+        "qty": _D,
+    },
+    "fill": {
+        "market": _S,
+        "ts": _I,
+        "fill_id": _S,
+        "intent_id": _S,
+        "side": _S,
+        "px": _D,
+        "qty": _D,
+        "fee": _D,
+        "liquidity": _S,
+        "source": _S,
+    },
+    "control": {"market": _S, "ts": _I, "command_id": _S, "action": _S, "reason": _S},
+}
+_PY = {_D: str, _S: str, _I: int}
+
+
+def _check_fields(obj: dict[str, Any]) -> None:
+    kind = obj.get("type")
+    fields = _FIELDS.get(kind) if type(kind) is str else None
+    if fields is None:
+        return  # an unknown type: pydantic's discriminator names it
+    for key, value in obj.items():
+        if key in ("type", "v"):
+            continue
+        expected = fields.get(key)
+        if expected is None:
+            raise WireError(f"invalid: {key}: unknown field")
+        if type(value) is not _PY[expected]:
+            raise WireError(f"invalid: {key}: expected a {expected}, got {type(value).__name__}")
+
+
 def decode_input_validated(obj: dict[str, Any]) -> InputEvent:
-    """Full pydantic validation of a loaded message (the reference path)."""
+    """Full validation of a loaded message (the reference path): field names and JSON types,
+    then every constraint of the schema."""
+    _check_fields(obj)
     try:
         return _INPUT.validate_python(obj)
     except ValidationError as err:
