@@ -42,3 +42,19 @@ def markets_state(events: Sequence[Any], n: int, per_market: int) -> dict[str, f
     rss = rss_bytes()
     sizes = [len(pickle.dumps(rt)) for rt in runtimes[: min(n, 50)]]
     return {"markets": n, "rss_mb": rss / 2**20, "state_kb": sum(sizes) / len(sizes) / 1024}
+
+
+def state_over_time(events: Sequence[Any], checkpoints: Sequence[int]) -> list[tuple[int, float]]:
+    """Pickled state of one market after more and more events: it must stay flat."""
+    settings = load_settings("phase2")
+    rt = MarketRuntime(events[0].market, settings)
+    out: list[Any] = []
+    result = []
+    done = 0
+    for mark in checkpoints:
+        for e in events[done:mark]:
+            rt.process(e, out)
+        done = mark
+        out.clear()
+        result.append((mark, len(pickle.dumps(rt)) / 1024))
+    return result

@@ -64,6 +64,7 @@ class PaperVenue:
         self.fill_seq = 0
         self._seen: deque[str] = deque(maxlen=dedup_window)
         self._seen_set: set[str] = set()
+        self._next_cancel = _NEVER  # earliest cancel_at among the orders: when to sweep them
         self._order_lat = int(cfg.order_latency_ms * 1000)
         self._cancel_lat = int(cfg.cancel_latency_ms * 1000)
 
@@ -96,6 +97,8 @@ class PaperVenue:
         for order in self.orders:
             if order.cancel_at > at:
                 order.cancel_at = at
+        if self.orders and at < self._next_cancel:
+            self._next_cancel = at
 
     # -- market data ----------------------------------------------------------------------------
     def on_book(self, tick: BookTick) -> list[Fill]:
@@ -104,18 +107,24 @@ class PaperVenue:
         self.bid_qty, self.ask_qty = tick.bid_qty, tick.ask_qty
         fills: list[Fill] = []
         if self.orders:
-            self._expire(now)
-            # The size shown at each touch is shared by all our crossed orders, best price first.
-            shown = {"buy": tick.ask_qty, "sell": tick.bid_qty}
-            live = sorted(self._live(now), key=lambda o: (o.side, -o.px if o.side == "buy" else o.px))
-            for order in live:
-                crossed = tick.ask_px <= order.px if order.side == "buy" else tick.bid_px >= order.px
-                if crossed:
+            ask, bid = tick.ask_px, tick.bid_px
+            # Most ticks cross nothing: one pass finds the live orders the touch has reached.
+            crossed = [
+                o
+                for o in self.orders
+                if o.live_from <= now < o.cancel_at and (ask <= o.px if o.side == "buy" else bid >= o.px)
+            ]
+            if crossed:
+                # The size shown at each touch is shared by all our crossed orders, best price first.
+                shown = {"buy": tick.ask_qty, "sell": tick.bid_qty}
+                crossed.sort(key=lambda o: (o.side, -o.px if o.side == "buy" else o.px))
+                for order in crossed:
                     qty = self._lots(min(order.remaining, shown[order.side]))
                     if qty > 0:
                         self._fill(order, qty, now, fills)
                         shown[order.side] -= qty
-            self._expire(now)
+            if crossed or now >= self._next_cancel:
+                self._expire(now)
         if self.iocs:
             self._run_iocs(now, fills)
         return fills
@@ -124,25 +133,31 @@ class PaperVenue:
         now = trade.ts_recv
         fills: list[Fill] = []
         if self.orders:
-            self._expire(now)
-            left = trade.qty
+            px = trade.px
             hit = "buy" if trade.side == "sell" else "sell"
-            live = [o for o in self._live(now) if o.side == hit]
-            # Best price first: the highest bid meets a sell sweep before a lower one.
-            live.sort(key=lambda o: o.px, reverse=hit == "buy")
-            for order in live:
-                if left <= 0:
-                    break
-                through = trade.px < order.px if hit == "buy" else trade.px > order.px
-                at = trade.px == order.px
-                if not (through or at):
-                    continue
-                avail = left if through else left * self.cfg.at_price_fill_ratio
-                qty = self._lots(min(order.remaining, avail))
-                if qty > 0:
-                    self._fill(order, qty, now, fills)
-                    left -= qty
-            self._expire(now)
+            # Live orders on the hit side that the print reached (at or through their price).
+            live = [
+                o
+                for o in self.orders
+                if o.side == hit
+                and o.live_from <= now < o.cancel_at
+                and o.remaining > 0
+                and (px <= o.px if hit == "buy" else px >= o.px)
+            ]
+            if live:
+                left = trade.qty
+                # Best price first: the highest bid meets a sell sweep before a lower one.
+                live.sort(key=lambda o: o.px, reverse=hit == "buy")
+                for order in live:
+                    if left <= 0:
+                        break
+                    avail = left if px != order.px else left * self.cfg.at_price_fill_ratio
+                    qty = self._lots(min(order.remaining, avail))
+                    if qty > 0:
+                        self._fill(order, qty, now, fills)
+                        left -= qty
+            if live or now >= self._next_cancel:
+                self._expire(now)
         if self.iocs:
             self._run_iocs(now, fills)
         return fills
@@ -152,11 +167,9 @@ class PaperVenue:
         lot = self.spec.lot_size
         return (qty // lot) * lot
 
-    def _live(self, now: int) -> list[RestingOrder]:
-        return [o for o in self.orders if o.live_from <= now < o.cancel_at and o.remaining > 0]
-
     def _expire(self, now: int) -> None:
         self.orders = [o for o in self.orders if o.cancel_at > now and o.remaining > 0]
+        self._next_cancel = min((o.cancel_at for o in self.orders), default=_NEVER)
 
     def _next_fill_id(self) -> str:
         self.fill_seq += 1

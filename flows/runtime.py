@@ -40,17 +40,19 @@ class MarketRuntime:
         self._timeline_us = max(1, int(settings.replay.timeline_interval_s * 1_000_000))
         self._next_timeline: int | None = None
         self._trade_ids = RecentIds(settings.strategy.safety.dedup_window)
+        self._stale_us = int(settings.strategy.safety.stale_after_s * 1_000_000)
         self._last_market_us: int | None = None
 
     def reject_reason(self, event: InputEvent) -> str | None:
         """Why ``event`` must not touch this market's state, or None. Checked before any change."""
-        if isinstance(event, BookTick | Trade):
+        cls = type(event)
+        if cls is BookTick or cls is Trade:
             last = self._last_market_us
-            if last is not None and event.ts_recv < last:
-                return f"out of order: ts_recv {event.ts_recv} < {last} already processed"
-            if isinstance(event, Trade) and event.trade_id and event.trade_id in self._trade_ids:
-                return f"duplicate trade id {event.trade_id!r}"
-        elif isinstance(event, Fill) and event.fill_id in self.maker.dedup:
+            if last is not None and event.ts_recv < last:  # type: ignore[union-attr]
+                return f"out of order: ts_recv {event.ts_recv} < {last} already processed"  # type: ignore[union-attr]
+            if cls is Trade and event.trade_id and event.trade_id in self._trade_ids:  # type: ignore[union-attr]
+                return f"duplicate trade id {event.trade_id!r}"  # type: ignore[union-attr]
+        elif cls is Fill and event.fill_id in self.maker.dedup:  # type: ignore[union-attr]
             return f"duplicate fill id {event.fill_id!r}"
         return None
 
@@ -67,17 +69,19 @@ class MarketRuntime:
             out.append(("dead", DeadLetter(source=source, reason=reason, raw=raw, market=self.market)))
             return
         maker, venue, stats = self.maker, self.venue, self.stats
-        if isinstance(event, BookTick | Trade):
+        cls = type(event)
+        if cls is BookTick or cls is Trade:
             now = self._last_market_us = event.ts_recv
             stats.advance(now)
-            if venue is not None:
+            last = maker.safety.last_data_us
+            if venue is not None and last is not None and now - last > self._stale_us:
                 # A gap in the data pulls the quotes first: the venue gets the cancel (stamped when
                 # the data went stale) before it matches the event that ends the gap, as it would
                 # have from the live timer; within the cancel latency they can still fill.
                 stale = maker.check_stale(now)
                 if stale:
                     self._emit(stale, out)
-            if isinstance(event, BookTick):
+            if cls is BookTick:
                 stats.books += 1
                 if venue is not None:
                     self._book_fills(venue.on_book(event), out)

@@ -29,8 +29,8 @@ class MarketStats:
         "cancel_intents",
         "first_us",
         "last_us",
-        "band_us",
-        "_abs_inv",
+        "bucket_us",
+        "_bucket",
     )
 
     def __init__(self) -> None:
@@ -39,8 +39,10 @@ class MarketStats:
         self.fees = self.hedge_volume = self.hedge_cost = self.max_abs_inventory = ZERO
         self.first_us: int | None = None
         self.last_us = 0
-        self.band_us = [0] * len(INVENTORY_BANDS)
-        self._abs_inv = ZERO
+        # bucket_us[k]: time spent with |inventory| in (band k-1, band k]; the last bucket is above
+        # every band. One list add per event instead of a Decimal comparison per band.
+        self.bucket_us = [0] * (len(INVENTORY_BANDS) + 1)
+        self._bucket = 0
 
     def advance(self, now_us: int) -> None:
         """Credit the time since the last event to the inventory held during it."""
@@ -48,12 +50,9 @@ class MarketStats:
             self.first_us = self.last_us = now_us
             return
         dt = now_us - self.last_us
-        if dt <= 0:
-            return
-        for i, band in enumerate(INVENTORY_BANDS):
-            if self._abs_inv <= band:
-                self.band_us[i] += dt
-        self.last_us = now_us
+        if dt > 0:
+            self.bucket_us[self._bucket] += dt
+            self.last_us = now_us
 
     def on_fill(self, fill: Fill, inventory_after: Decimal, mid: Decimal | None) -> None:
         self.fees += fill.fee
@@ -65,9 +64,12 @@ class MarketStats:
             self.hedge_cost += fill.fee + slip
         else:
             self.maker_fills += 1
-        self._abs_inv = abs(inventory_after)
-        if self._abs_inv > self.max_abs_inventory:
-            self.max_abs_inventory = self._abs_inv
+        abs_inv = abs(inventory_after)
+        self._bucket = next(
+            (k for k, band in enumerate(INVENTORY_BANDS) if abs_inv <= band), len(INVENTORY_BANDS)
+        )
+        if abs_inv > self.max_abs_inventory:
+            self.max_abs_inventory = abs_inv
 
     def on_intent(self, intent: Intent) -> None:
         kind = intent.type
@@ -79,8 +81,10 @@ class MarketStats:
             self.cancel_intents += 1
 
     def time_shares(self) -> dict[str, float]:
+        """Share of time with |inventory| at or below each band (cumulative over the buckets)."""
         total = self.last_us - (self.first_us or 0)
-        return {
-            str(band): (round(us / total, 6) if total > 0 else 1.0)
-            for band, us in zip(INVENTORY_BANDS, self.band_us, strict=True)
-        }
+        shares, below = {}, 0
+        for band, us in zip(INVENTORY_BANDS, self.bucket_us, strict=False):
+            below += us
+            shares[str(band)] = round(below / total, 6) if total > 0 else 1.0
+        return shares

@@ -296,7 +296,8 @@ def test_runtime_check_stale_timer_emits_cancel_once():
     # the venue holds no live order once the cancel's latency has passed
     assert rt.venue is not None
     cancel_done = WARM_TS + STALE_US + int(rt.venue.cfg.cancel_latency_ms * 1000)
-    assert rt.venue._live(cancel_done) == []
+    live = [o for o in rt.venue.orders if o.live_from <= cancel_done < o.cancel_at and o.remaining > 0]
+    assert live == []
 
 
 # == 2. hard position limit ======================================================================

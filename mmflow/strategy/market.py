@@ -161,6 +161,11 @@ class MarketMaker:
 
     # -- internals ------------------------------------------------------------------------------
     def _arrival(self, now: int, ts_exchange: int) -> list[Intent]:
+        safety = self.safety
+        last, limit = safety.last_data_us, safety._stale_us
+        if last is not None and not safety.stale and now - last <= limit and now - ts_exchange <= limit:
+            safety.last_data_us = now  # the common case: fresh data, nothing to latch or lift
+            return []
         out = self.check_stale(now)
         change = self.safety.data_arrived(now, ts_exchange)
         if change is False:
