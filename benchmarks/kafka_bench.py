@@ -22,7 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from connectors.kafka_io import create_topics, flow_sink, producer, to_message
 from connectors.kafka_source import THROUGHPUT, RawKafkaSource
 from connectors.metrics import Metrics
-from flows.engine import build_flow
+from flows.engine import build_flow, tune_gc
 from mmflow.config import Settings, load_settings
 from mmflow.models import BookTick, Trade
 from mmflow.wire import encode
@@ -135,6 +135,7 @@ def flow_throughput(settings: Settings, total: int) -> tuple[float, float]:
     flow = build_flow(
         source, flow_sink(cfg), settings, Metrics(), paper=False, route=partial(to_message, cfg)
     )
+    tune_gc()  # as flows.live does in a real run
     start = time.perf_counter()
     run_main(flow)
     end = time.perf_counter()

@@ -9,6 +9,7 @@ partition as its recovery state. Consumer settings are tuned for throughput (lar
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -20,6 +21,9 @@ from connectors.metrics import get_metrics
 from mmflow.config import KafkaConfig
 
 log = logging.getLogger("mmflow.kafka")
+
+#: How long an idle partition sleeps before it is polled again: the latency floor it adds.
+IDLE_WAIT = timedelta(microseconds=250)
 
 #: Large fetches: the broker sends megabytes per request instead of one small batch per poll.
 THROUGHPUT = {
@@ -41,12 +45,16 @@ class _Partition(StatefulSourcePartition[Any, int]):
         self._batch = batch_size
         self._eof = False
         self._name = f"{topic}[{partition}]"
+        self._awake: datetime | None = None
 
     def next_batch(self) -> list[Any]:
         if self._eof:
             raise StopIteration
         out = []
-        for msg in self._consumer.consume(self._batch, 0.001):
+        # Never block here: a worker polls every partition in turn (market data, fills, control),
+        # and a blocking wait on an idle one delays the busy one. An empty poll sleeps instead,
+        # through next_awake, for IDLE_WAIT.
+        for msg in self._consumer.consume(self._batch, 0):
             err = msg.error()
             if err is None:
                 out.append(msg)
@@ -56,7 +64,11 @@ class _Partition(StatefulSourcePartition[Any, int]):
             else:  # transient client/broker errors: librdkafka retries and reconnects itself
                 log.warning("%s: %s", self._name, err)
                 get_metrics().kafka_errors.labels(self._name).inc()
+        self._awake = None if out else datetime.now(UTC) + IDLE_WAIT
         return out
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
 
     def snapshot(self) -> int:
         return self._offset

@@ -8,6 +8,7 @@ events is never changed, so outputs are identical whatever the batch size.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -44,6 +45,19 @@ class Chunk(list):  # type: ignore[type-arg]
 
 
 _TYPED = frozenset({BookTick, Trade, Fill, Control})
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector fit a stream processor.
+
+    Each batch allocates tens of thousands of short-lived dicts and events; with the default
+    thresholds the collector runs every 700 allocations and re-scans everything still young,
+    which cost more than a third of the decode step. Nothing on the hot path makes reference
+    cycles, so: freeze what start-up allocated and collect far less often.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def validate(event: InputEvent, markets: Iterable[str]) -> str | None:

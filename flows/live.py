@@ -21,7 +21,7 @@ from bytewax.dataflow import Dataflow
 
 from connectors.kafka_io import flow_sink, flow_source, to_message
 from connectors.metrics import get_metrics
-from flows.engine import build_flow
+from flows.engine import build_flow, tune_gc
 from mmflow.config import load_settings
 
 
@@ -33,6 +33,7 @@ def build(tail: bool = True) -> Dataflow:
         json.loads(env.get("MMFLOW_RUN_SET") or "[]"),
     )
     metrics = get_metrics()
+    tune_gc()
     port = env.get("MMFLOW_RUN_METRICS_PORT")
     if port:
         metrics.serve(int(port), settings.metrics.host)

@@ -24,7 +24,7 @@ from connectors.files import dead_letters_frame, merge_arrival, merge_journal, r
 from connectors.metrics import Metrics
 from connectors.sinks import KindSink
 from connectors.sources import EventListSource
-from flows.engine import build_flow
+from flows.engine import build_flow, tune_gc
 from mmflow.config import Settings
 from mmflow.models import DeadLetter, Fill, InputEvent, Intent
 
@@ -210,6 +210,7 @@ def run_events(
     )
     source = _Progress(events, batch_size or settings.replay.batch_size, bar)
     flow = build_flow(source, sink, settings, metrics, paper=paper)
+    tune_gc()
     n_workers = workers or settings.replay.workers
     start = time.perf_counter()
     if n_workers == 1:
