@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import orjson
 import pytest
@@ -177,25 +178,39 @@ def independent_fifo_from(fills: list[Fill]) -> tuple[Decimal, Decimal]:
 
 
 def kafka_sh(*args: str, env: dict[str, str]) -> None:
-    subprocess.run(
+    done = subprocess.run(
         ["bash", str(REPO / "infra" / "kafka" / "kafka.sh"), *args],
         env={**os.environ, **env},
-        check=True,
         timeout=300,
         capture_output=True,
+        text=True,
     )
+    assert done.returncode == 0, f"kafka.sh {' '.join(args)}: {done.stdout[-1000:]} {done.stderr[-2000:]}"
+
+
+def own_broker(data_dir: Path) -> dict[str, str]:
+    """Start a broker of our own on free ports (another test or process may grab a port between
+    the probe and the bind, so try fresh ports a few times)."""
+    last: AssertionError | None = None
+    for attempt in range(3):
+        env = {
+            "KAFKA_PORT": str(free_port()),
+            "KAFKA_CONTROLLER_PORT": str(free_port()),
+            "KAFKA_DATA_DIR": str(data_dir / f"kafka{attempt}"),
+        }
+        try:
+            kafka_sh("up", env=env)
+            return env
+        except AssertionError as err:
+            last = err
+            kafka_sh("down", "--purge", env=env)
+    raise AssertionError(f"could not start a dedicated broker: {last}")
 
 
 def test_broker_restart_during_a_live_run_loses_nothing(tmp_path, unique_topic_prefix, data_dir) -> None:
     """A broker of our own (the shared one must not go down under other tests), restarted mid-run."""
-    port, controller = free_port(), free_port()
-    env = {
-        "KAFKA_PORT": str(port),
-        "KAFKA_CONTROLLER_PORT": str(controller),
-        "KAFKA_DATA_DIR": str(tmp_path / "kafka"),
-    }
-    bootstrap = f"127.0.0.1:{port}"
-    kafka_sh("up", env=env)
+    env = own_broker(tmp_path)
+    bootstrap = f"127.0.0.1:{env['KAFKA_PORT']}"
     prefix = unique_topic_prefix
     sets = [*topic_sets(prefix), f"kafka.bootstrap_servers={bootstrap}"]
     settings = load_settings("phase2", BTC_CONFIG, sets)
