@@ -44,9 +44,11 @@ def markets_state(events: Sequence[Any], n: int, per_market: int) -> dict[str, f
     return {"markets": n, "rss_mb": rss / 2**20, "state_kb": sum(sizes) / len(sizes) / 1024}
 
 
-def state_over_time(events: Sequence[Any], checkpoints: Sequence[int]) -> list[tuple[int, float]]:
+def state_over_time(
+    events: Sequence[Any], checkpoints: Sequence[int], settings: Settings | None = None
+) -> list[tuple[int, float]]:
     """Pickled state of one market after more and more events: it must stay flat."""
-    settings = load_settings("phase2")
+    settings = settings or load_settings("phase2")
     rt = MarketRuntime(events[0].market, settings)
     out: list[Any] = []
     result = []

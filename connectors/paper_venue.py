@@ -30,6 +30,7 @@ from decimal import Decimal
 
 from mmflow.config import InstrumentSpec, VenueConfig
 from mmflow.models import BookTick, CancelAllIntent, Fill, HedgeIntent, Intent, QuoteIntent, Trade
+from mmflow.strategy.dedup import RecentIds
 
 _NEVER = 1 << 62
 
@@ -51,7 +52,7 @@ class PendingIoc:
 
 
 class PaperVenue:
-    def __init__(self, market: str, spec: InstrumentSpec, cfg: VenueConfig, dedup_window: int = 4096) -> None:
+    def __init__(self, market: str, spec: InstrumentSpec, cfg: VenueConfig, dedup_window: int = 256) -> None:
         self.market = market
         self.spec = spec
         self.cfg = cfg
@@ -62,8 +63,7 @@ class PaperVenue:
         self.bid_qty = Decimal(0)
         self.ask_qty = Decimal(0)
         self.fill_seq = 0
-        self._seen: deque[str] = deque(maxlen=dedup_window)
-        self._seen_set: set[str] = set()
+        self._seen = RecentIds(dedup_window)
         self._next_cancel = _NEVER  # earliest cancel_at among the orders: when to sweep them
         self._order_lat = int(cfg.order_latency_ms * 1000)
         self._cancel_lat = int(cfg.cancel_latency_ms * 1000)
@@ -71,12 +71,8 @@ class PaperVenue:
     # -- intents --------------------------------------------------------------------------------
     def submit(self, intent: Intent) -> bool:
         """Accept an intent; return False for a duplicate id (already handled)."""
-        if intent.intent_id in self._seen_set:
+        if self._seen.seen(intent.intent_id):
             return False
-        if len(self._seen) == self._seen.maxlen:
-            self._seen_set.discard(self._seen[0])
-        self._seen.append(intent.intent_id)
-        self._seen_set.add(intent.intent_id)
         if isinstance(intent, HedgeIntent):
             self.iocs.append(PendingIoc(intent, intent.ts + self._order_lat))
             return True

@@ -84,6 +84,14 @@ def raw_bytes(item: Any) -> tuple[bytes, str]:
     return (bytes(value) if value is not None else b""), str(topic)
 
 
+def _add(chunks: dict[str, Chunk], event: InputEvent, origin: tuple[bytes, str] | None) -> None:
+    chunk = chunks.get(event.market)
+    if chunk is None:
+        chunk = chunks[event.market] = Chunk()
+    chunk.append(event)
+    chunk.origins.append(origin)
+
+
 def make_decoder(settings: Settings, metrics: Metrics) -> Callable[[list[Any]], list[tuple[str, Any]]]:
     markets = frozenset(settings.markets)
 
@@ -115,18 +123,12 @@ def make_decoder(settings: Settings, metrics: Metrics) -> Callable[[list[Any]], 
                     )
                     continue
                 origin = (raw, source)
-            # A control for "*" reaches every configured market (each holds its own halt).
-            targets = (
-                [replace(event, market=m) for m in sorted(markets)]
-                if isinstance(event, Control) and event.market == "*"
-                else [event]
-            )
-            for target in targets:
-                chunk = chunks.get(target.market)
-                if chunk is None:
-                    chunk = chunks[target.market] = Chunk()
-                chunk.append(target)
-                chunk.origins.append(origin)
+            if type(event) is Control and event.market == "*":
+                # A control for "*" reaches every configured market (each holds its own halt).
+                for market in sorted(markets):
+                    _add(chunks, replace(event, market=market), origin)
+                continue
+            _add(chunks, event, origin)
         for _, dead in out:
             metrics.dead_letter(dead.source, dead.reason)
         out.extend(("chunk", (m, c)) for m, c in chunks.items())

@@ -22,7 +22,8 @@ from connectors.paper_venue import PaperVenue
 from mmflow.config import Settings
 from mmflow.models import BookTick, Control, DeadLetter, Fill, InputEvent, Intent, Trade
 from mmflow.stats import MarketStats
-from mmflow.strategy.market import MarketMaker, RecentIds
+from mmflow.strategy.dedup import RecentIds
+from mmflow.strategy.market import MarketMaker
 from mmflow.wire import encode
 
 Output = tuple[str, Any]
@@ -35,7 +36,8 @@ class MarketRuntime:
             raise KeyError(f"market {market!r} has no instrument spec in settings.markets")
         self.market = market
         self.maker = MarketMaker(market, spec, settings.strategy)
-        self.venue = PaperVenue(market, spec, settings.venue) if paper else None
+        window = settings.strategy.safety.dedup_window
+        self.venue = PaperVenue(market, spec, settings.venue, window) if paper else None
         self.stats = MarketStats()
         self._timeline_us = max(1, int(settings.replay.timeline_interval_s * 1_000_000))
         self._next_timeline: int | None = None

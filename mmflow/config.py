@@ -189,8 +189,10 @@ class SafetyConfig(_Section):
     loss_limit_enabled: bool = True
     # 25 PnL-guard triggers deep: far past "widen and shrink", the market needs a person.
     loss_limit_quote: Decimal = Field(default=Decimal("-5.0"), lt=0)
-    # Remember this many recent fill and trade ids to refuse duplicates (bounded state).
-    dedup_window: int = Field(default=512, ge=16, le=100_000)
+    # Remember this many recent fill, trade and intent ids to refuse duplicates. Duplicates come
+    # from a producer's retry or a resumed source, seconds apart; 256 covers that with room to
+    # spare and keeps a market's state near 25 KB (each id costs ~20 bytes per window).
+    dedup_window: int = Field(default=256, ge=16, le=100_000)
 
 
 class StrategyConfig(_Section):
