@@ -137,7 +137,12 @@ def main() -> None:
         steady, whole = zip(*(kb.flow_throughput(ksettings, len(big)) for _ in range(3)), strict=True)
         e2e, e2e_whole = statistics.median(steady), statistics.median(whole)
         print(f"kafka: bare {bare:,.0f}, flow {e2e:,.0f} steady, {e2e_whole:,.0f} with start-up", flush=True)
-        lat = kb.latency(bootstrap, events, rate=2000, seconds=20)
+        # Three runs: on two cores shared with the broker the tail moves from run to run, so the
+        # table gives the median of each percentile and the worst p99 seen.
+        lats = [kb.latency(bootstrap, events, rate=2000, seconds=20) for _ in range(3)]
+        lat = {k: statistics.median(r[k] for r in lats) for k in ("p50", "p99", "p99.9", "max")}
+        lat["samples"] = sum(r["samples"] for r in lats)
+        lat["worst_p99"] = max(r["p99"] for r in lats)
         print("latency", lat, flush=True)
         scale = kb.scaling(bootstrap, events, ["BTCUSDT", "ETHUSDT", "SOLUSDT", "SOL-USD"])
         print("scaling", scale, flush=True)
@@ -147,7 +152,8 @@ def main() -> None:
             f"| bare confluent-kafka consumer, same topic (ceiling) | {bare:,.0f} ev/s |",
             f"| flow / bare consumer | {e2e / bare:.2f} |",
             f"| tick-to-intent latency at 2,000 ev/s, {lat['samples']:,} intents | p50 {lat['p50']:.2f} ms, "
-            f"p99 {lat['p99']:.2f} ms, p99.9 {lat['p99.9']:.2f} ms, max {lat['max']:.1f} ms |",
+            f"p99 {lat['p99']:.2f} ms, p99.9 {lat['p99.9']:.2f} ms (median of 3 runs; worst p99 "
+            f"{lat['worst_p99']:.2f} ms) |",
             f"| 4 markets x 87,402 events, 4 partitions, 1 process (wall, start-up included) | {scale[1]:,.0f} ev/s |",
             f"| same, 2 processes (`-i/-a`) | {scale[2]:,.0f} ev/s ({scale[2] / scale[1]:.2f}x) |",
         ]

@@ -57,7 +57,7 @@ def tune_gc() -> None:
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(10_000, 20, 100)
 
 
 def validate(event: InputEvent, markets: Iterable[str]) -> str | None:
