@@ -95,12 +95,17 @@ class MarketRuntime:
                     self._book_fills(venue.on_trade(event), out)
                 intents = maker.on_trade(event)
         else:
-            now = max(event.ts, stats.last_us)
+            # A control acts at the market's clock; a fill may carry a later timestamp.
+            now = (
+                stats.last_us
+                if cls is Control and stats.first_us is not None
+                else max(event.ts, stats.last_us)
+            )
             stats.advance(now)
             intents = []
-            if isinstance(event, Control):
-                intents = maker.on_control(event)
-            elif maker.book_fill(event):
+            if cls is Control:
+                intents = maker.on_control(event)  # type: ignore[arg-type]
+            elif maker.book_fill(event):  # type: ignore[arg-type]
                 self._count_fill(event, out)
                 intents = maker.decide(now)
             # Where this input fell among the market's events: replay re-inserts it there.

@@ -487,14 +487,15 @@ def test_operator_halt_cancels_and_blocks_until_resume():
     mm, steps = halt_scenario(with_halt=True)
     first, *middle, second = steps
     assert kinds(first) == [CancelAllIntent]
-    assert first[0].reasons == ("operator_halt",) and first[0].ts == WARM_TS + S
+    # Commands act at the market's clock (its last event), not at their own wall-clock stamp.
+    assert first[0].reasons == ("operator_halt",) and first[0].ts == WARM_TS
     assert middle == [[], [], []]  # no quote, no hedge while halted
     assert second == []  # a second halt is a no-op
     assert mm.safety.operator_halted and mm.safety.operator_halts == 1
     assert mm.inventory == D("0.02")  # the fill is still booked
     out = mm.on_control(control(WARM_TS + 8 * S, "resume", "c3"))
     assert kinds(out) == [HedgeIntent, QuoteIntent]
-    assert all(i.ts == WARM_TS + 8 * S for i in out)
+    assert all(i.ts == WARM_TS + 6 * S for i in out)  # the last book's time
     assert not mm.safety.operator_halted and mm.safety.operator_halts == 1
     # resume when not halted does nothing
     assert mm.on_control(control(WARM_TS + 9 * S, "resume", "c4")) == []

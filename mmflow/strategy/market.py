@@ -101,8 +101,12 @@ class MarketMaker:
         return [self._cancel_all(became, "stale_data")] if became is not None else []
 
     def on_control(self, cmd: Control) -> list[Intent]:
-        """The operator's kill switch: halt cancels all and stops; resume is explicit."""
-        now = max(self.now_us, cmd.ts)
+        """The operator's kill switch: halt cancels all and stops; resume is explicit.
+
+        It acts at the market's own clock: a command's wall-clock stamp must not move the time of
+        a market whose data runs behind (or of a replay of old data).
+        """
+        now = self.now_us or cmd.ts
         if cmd.action == "halt":
             return [self._cancel_all(now, "operator_halt")] if self.safety.halt() else []
         if self.safety.resume():

@@ -1,0 +1,97 @@
+"""The kill switch end to end: `mmflow control` -> control topic -> flow -> cancel-all, and back."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import orjson
+import pytest
+
+from connectors.recorder import read_topic
+from mmflow.config import load_settings
+from tests.conftest import SOL_QUOTES, SOL_TRADES
+from tests.kafka_broker import create_topic
+from tests.test_kafka_e2e import REPO, mmflow, start, stop, topic_sets
+from tests.test_metrics_http import free_port, scrape
+
+pytestmark = pytest.mark.kafka
+
+
+def gauge(port: int, name: str, market: str) -> float | None:
+    try:
+        return scrape(port).get((name, frozenset({("market", market)})))
+    except OSError:
+        return None
+
+
+def wait_for(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise TimeoutError("condition not reached")
+
+
+def test_kill_switch_halts_and_resume_restarts_quoting(
+    kafka_bootstrap, unique_topic_prefix, tmp_path, data_dir
+) -> None:
+    prefix = unique_topic_prefix
+    sets = [
+        *topic_sets(prefix),
+        f"kafka.bootstrap_servers={kafka_bootstrap}",
+        # the 42 s SOL sample has pauses; keep the stale guard out of this test's way
+        "strategy.safety.stale_enabled=false",
+    ]
+    settings = load_settings("phase2", None, sets)
+    for name in ("md", "fills", "control", "intents", "dlq", "fills.journal"):
+        create_topic(kafka_bootstrap, f"{prefix}.{name}", partitions=1)
+    args = [a for s in sets for a in ("--set", s)]
+    port = free_port()
+    flow = start(mmflow("run", "--metrics-port", str(port), *args), tmp_path / "flow.log")
+    try:
+        fed = subprocess.run(
+            mmflow("feed", "--quotes", str(SOL_QUOTES), "--trades", str(SOL_TRADES), *args),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert fed.returncode == 0, fed.stderr
+        wait_for(lambda: (gauge(port, "maker_events_total", "SOLUSDT") or 0) >= 383 + 165)
+        assert gauge(port, "maker_kill_switch_active", "SOLUSDT") == 0
+
+        halted = subprocess.run(
+            mmflow("control", "halt", "--all", "--reason", "test", *args),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert halted.returncode == 0, halted.stderr
+        wait_for(lambda: gauge(port, "maker_kill_switch_active", "SOLUSDT") == 1)
+        assert gauge(port, "maker_kill_switch_active", "BTCUSDT") == 1  # "--all" reached every market
+
+        resumed = subprocess.run(
+            mmflow("control", "resume", "--market", "SOLUSDT", *args),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        wait_for(lambda: gauge(port, "maker_kill_switch_active", "SOLUSDT") == 0)
+        assert gauge(port, "maker_kill_switch_active", "BTCUSDT") == 1  # resuming is per market, explicit
+        time.sleep(1.0)
+    finally:
+        stop(flow)
+
+    intents = [orjson.loads(v) for v in read_topic(settings.kafka, f"{prefix}.intents", idle_s=2.0)]
+    sol = [i for i in intents if i["market"] == "SOLUSDT"]
+    kinds = [i["type"] for i in sol]
+    halt_at = kinds.index("cancel_all")
+    assert sol[halt_at]["reasons"] == ["operator_halt"]
+    assert "quote" in kinds[:halt_at]  # it was quoting before
+    assert kinds[halt_at + 1] == "quote"  # and quotes again right after the resume
+    assert bool(sol[halt_at + 1]["bid_px"] or sol[halt_at + 1]["ask_px"])
