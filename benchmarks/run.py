@@ -106,16 +106,17 @@ def main() -> None:
     long_run = repeat(events, 4)
     over = state_over_time(long_run, (n // 2, n, 2 * n, 3 * n, 4 * n), settings)
     print("memory", mem, over, flush=True)
+    largest_state = max(max(m["state_kb"] for m in mem), max(kb for _, kb in over))
 
     kafka_rows: list[str] = []
     targets: list[tuple[str, str, str, bool]] = [
         ("replay through Bytewax, 1 worker", ">= 200,000 ev/s", f"{flow:,.0f}", flow >= 200_000),
         ("replay vs plain-loop core", "within 1.5x", f"{core / flow:.2f}x", core / flow <= 1.5),
         (
-            "state per market",
+            "state per market (largest seen, long run included)",
             "< 50 KB",
-            f"{max(m['state_kb'] for m in mem):.1f} KB",
-            max(m["state_kb"] for m in mem) < 50,
+            f"{largest_state:.1f} KB",
+            largest_state < 50,
         ),
         (
             "state flat over time (from 2x to 4x the recording)",
