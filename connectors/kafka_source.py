@@ -50,20 +50,23 @@ class _Partition(StatefulSourcePartition[Any, int]):
     def next_batch(self) -> list[Any]:
         if self._eof:
             raise StopIteration
-        out = []
         # Never block here: a worker polls every partition in turn (market data, fills, control),
         # and a blocking wait on an idle one delays the busy one. An empty poll sleeps instead,
         # through next_awake, for IDLE_WAIT.
-        for msg in self._consumer.consume(self._batch, 0):
-            err = msg.error()
-            if err is None:
-                out.append(msg)
-                self._offset = msg.offset() + 1
-            elif err.code() == KafkaError._PARTITION_EOF:
-                self._eof = not self._tail
-            else:  # transient client/broker errors: librdkafka retries and reconnects itself
-                log.warning("%s: %s", self._name, err)
-                get_metrics().kafka_errors.labels(self._name).inc()
+        msgs = self._consumer.consume(self._batch, 0)
+        out = [m for m in msgs if m.error() is None]
+        if len(out) != len(msgs):  # end of partition, or a client error (librdkafka retries those)
+            for msg in msgs:
+                err = msg.error()
+                if err is None:
+                    continue
+                if err.code() == KafkaError._PARTITION_EOF:
+                    self._eof = not self._tail
+                else:
+                    log.warning("%s: %s", self._name, err)
+                    get_metrics().kafka_errors.labels(self._name).inc()
+        if out:
+            self._offset = out[-1].offset() + 1
         self._awake = None if out else datetime.now(UTC) + IDLE_WAIT
         return out
 
