@@ -232,6 +232,49 @@ def latency(bootstrap: str, events: Sequence[Any], rate: float, seconds: float) 
     }
 
 
+def bare_latency(bootstrap: str, rate: float, seconds: float) -> dict[str, float]:
+    """The broker-and-client floor for the latency figure: produce -> consume, no flow between."""
+    topic = f"rtt-{uuid.uuid4().hex[:8]}"
+    settings = topic_settings(bootstrap, topic)
+    create_topics(settings.kafka, 1, [topic])
+    samples: list[float] = []
+    stop = threading.Event()
+
+    def consume() -> None:
+        c = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"{topic}-c",
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": 1,
+            }
+        )
+        c.subscribe([topic])
+        while not stop.is_set():
+            m = c.poll(0.05)
+            if m is not None and not m.error():
+                samples.append((time.time_ns() // 1000 - int(m.value())) / 1000.0)
+        c.close()
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    prod = producer(settings.kafka, **{"linger.ms": "0"})
+    time.sleep(6)
+    start = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        due = start + i / rate
+        while (delay := due - time.perf_counter()) > 0:
+            time.sleep(min(delay, 0.0005))
+        prod.produce(topic, value=str(time.time_ns() // 1000).encode())
+        prod.poll(0)
+    prod.flush(30)
+    time.sleep(1)
+    stop.set()
+    reader.join(5)
+    q = statistics.quantiles(samples, n=1000)
+    return {"samples": len(samples), "p50": q[499], "p99": q[989], "p99.9": q[998]}
+
+
 def scaling(bootstrap: str, events: Sequence[Any], markets: Sequence[str]) -> dict[int, float]:
     """Events/s (wall clock, start-up included) with one and two Bytewax processes on a topic of
     ``len(markets)`` partitions."""

@@ -144,6 +144,8 @@ def main() -> None:
         lat = {k: statistics.median(r[k] for r in lats) for k in ("p50", "p99", "p99.9", "max")}
         lat["samples"] = sum(r["samples"] for r in lats)
         lat["worst_p99"] = max(r["p99"] for r in lats)
+        rtt = kb.bare_latency(bootstrap, rate=2000, seconds=20)
+        print("bare round trip", rtt, flush=True)
         print("latency", lat, flush=True)
         scale = kb.scaling(bootstrap, events, ["BTCUSDT", "ETHUSDT", "SOLUSDT", "SOL-USD"])
         print("scaling", scale, flush=True)
@@ -155,6 +157,8 @@ def main() -> None:
             f"| tick-to-intent latency at 2,000 ev/s, {lat['samples']:,} intents | p50 {lat['p50']:.2f} ms, "
             f"p99 {lat['p99']:.2f} ms, p99.9 {lat['p99.9']:.2f} ms (median of 3 runs; worst p99 "
             f"{lat['worst_p99']:.2f} ms) |",
+            f"| same path without the flow: produce -> consume round trip at 2,000 msg/s | p50 {rtt['p50']:.2f} ms, "
+            f"p99 {rtt['p99']:.2f} ms, p99.9 {rtt['p99.9']:.2f} ms |",
             f"| 4 markets x 87,402 events, 4 partitions, 1 process (wall, start-up included) | {scale[1]:,.0f} ev/s |",
             f"| same, 2 processes (`-i/-a`) | {scale[2]:,.0f} ev/s ({scale[2] / scale[1]:.2f}x) |",
         ]
