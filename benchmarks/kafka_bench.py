@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -142,23 +142,70 @@ def flow_throughput(settings: Settings, total: int) -> tuple[float, float]:
     return total / (end - first[0]), total / (end - start)
 
 
+class _Arrivals:
+    """A reader thread noting, for each message on ``topic``, how long ago it was stamped."""
+
+    def __init__(self, bootstrap: str, topic: str, stamp_us: Callable[[bytes], int]) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._conf = {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{topic}-reader",
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 1,
+        }
+        self._topic, self._stamp = topic, stamp_us
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        c = Consumer(self._conf)
+        c.subscribe([self._topic])
+        while not self._stop.is_set():
+            # poll() returns as soon as one message is there; consume(n, t) would wait for n or t.
+            m = c.poll(0.05)
+            if m is not None and not m.error():
+                self.samples.append((time.time_ns() // 1000 - self._stamp(m.value())) / 1000.0)
+        c.close()
+
+    def stop(self) -> dict[str, float]:
+        time.sleep(1)
+        self._stop.set()
+        self._thread.join(5)
+        q = statistics.quantiles(self.samples, n=1000) if len(self.samples) > 10 else [float("nan")] * 999
+        return {
+            "samples": len(self.samples),
+            "p50": q[499],
+            "p99": q[989],
+            "p99.9": q[998],
+            "max": max(self.samples or [0.0]),
+        }
+
+
+def _paced(rate: float, count: int, send: Callable[[int, int], None]) -> None:
+    """Call ``send(i, now_us)`` ``count`` times at a steady ``rate`` per second."""
+    start = time.perf_counter()
+    for i in range(count):
+        due = start + i / rate
+        while (delay := due - time.perf_counter()) > 0:
+            time.sleep(min(delay, 0.0005))
+        send(i, time.time_ns() // 1000)
+
+
 def latency(bootstrap: str, events: Sequence[Any], rate: float, seconds: float) -> dict[str, float]:
     """Tick-to-intent latency at a steady ``rate``: each tick carries the producer's wall clock as
-    its receive time, each intent carries its tick's receive time, a consumer notes arrival."""
+    its receive time, each intent carries its tick's receive time, a reader notes arrival."""
     prefix = f"lat-{uuid.uuid4().hex[:8]}"
     # Every mid change is worth an intent here, so there are thousands of samples.
-    settings = topic_settings(
-        bootstrap, prefix, ["strategy.quoting.refresh_tolerance_bps=0", "strategy.safety.stale_enabled=false"]
-    )
+    extra = ["strategy.quoting.refresh_tolerance_bps=0", "strategy.safety.stale_enabled=false"]
+    settings = topic_settings(bootstrap, prefix, extra)
     create_topics(settings.kafka, 1)
+    sets = [f"kafka.{k}={v}" for k, v in settings.kafka.model_dump().items() if isinstance(v, str)]
     env = {
         **os.environ,
         "MMFLOW_RUN_PRESET": "phase2",
         "MMFLOW_RUN_CONFIG": "",
-        "MMFLOW_RUN_SET": orjson.dumps(
-            [f"kafka.{k}={v}" for k, v in settings.kafka.model_dump().items() if isinstance(v, str)]
-            + ["strategy.quoting.refresh_tolerance_bps=0", "strategy.safety.stale_enabled=false"]
-        ).decode(),
+        "MMFLOW_RUN_SET": orjson.dumps(sets + extra).decode(),
     }
     flow = subprocess.Popen(
         [sys.executable, "-m", "bytewax.run", "flows.live:build()"],
@@ -167,69 +214,26 @@ def latency(bootstrap: str, events: Sequence[Any], rate: float, seconds: float) 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    samples: list[float] = []
-    stop = threading.Event()
-
-    def consume() -> None:
-        c = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"{prefix}-lat",
-                "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": 1,
-            }
-        )
-        c.subscribe([settings.kafka.intents_topic])
-        while not stop.is_set():
-            # poll() returns as soon as one message is there; consume(n, t) would wait for n or t.
-            m = c.poll(0.05)
-            if m is not None and not m.error():
-                now_us = time.time_ns() // 1000
-                samples.append((now_us - orjson.loads(m.value())["ts"]) / 1000.0)
-        c.close()
-
-    reader = threading.Thread(target=consume, daemon=True)
-    reader.start()
+    reader = _Arrivals(bootstrap, settings.kafka.intents_topic, lambda v: orjson.loads(v)["ts"])
     prod = producer(settings.kafka, **{"linger.ms": "0"})
     time.sleep(6)  # the flow and the reader connect; nothing is measured yet
     warm = int(rate * 2)
-    n_total = int(rate * seconds) + warm
-    start = time.perf_counter()
-    for i in range(n_total):
-        due = start + i / rate
-        while (delay := due - time.perf_counter()) > 0:
-            time.sleep(min(delay, 0.0005))
-        e = events[i % len(events)]
-        now_us = time.time_ns() // 1000
+
+    def send(i: int, now_us: int) -> None:
         if i == warm:
-            samples.clear()  # the first two seconds warm the volatility estimate and the clients
-        prod.produce(
-            settings.kafka.market_data_topic,
-            key=e.market.encode(),
-            value=encode(
-                replace(
-                    e,
-                    ts_recv=now_us,
-                    ts_exchange=now_us,
-                    **({"trade_id": f"{e.trade_id}-{i}"} if isinstance(e, Trade) else {}),
-                )
-            ),
-        )
+            reader.samples.clear()  # the first two seconds warm the volatility estimate and the clients
+        e = events[i % len(events)]
+        extra_id = {"trade_id": f"{e.trade_id}-{i}"} if isinstance(e, Trade) else {}
+        tick = replace(e, ts_recv=now_us, ts_exchange=now_us, **extra_id)
+        prod.produce(settings.kafka.market_data_topic, key=e.market.encode(), value=encode(tick))
         prod.poll(0)
+
+    _paced(rate, int(rate * seconds) + warm, send)
     prod.flush(30)
-    time.sleep(2)
-    stop.set()
-    reader.join(5)
+    result = reader.stop()
     flow.kill()
     flow.wait(10)
-    q = statistics.quantiles(samples, n=1000) if len(samples) > 10 else [float("nan")] * 999
-    return {
-        "samples": len(samples),
-        "p50": q[499],
-        "p99": q[989],
-        "p99.9": q[998],
-        "max": max(samples or [0.0]),
-    }
+    return result
 
 
 def bare_latency(bootstrap: str, rate: float, seconds: float) -> dict[str, float]:
@@ -237,42 +241,17 @@ def bare_latency(bootstrap: str, rate: float, seconds: float) -> dict[str, float
     topic = f"rtt-{uuid.uuid4().hex[:8]}"
     settings = topic_settings(bootstrap, topic)
     create_topics(settings.kafka, 1, [topic])
-    samples: list[float] = []
-    stop = threading.Event()
-
-    def consume() -> None:
-        c = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"{topic}-c",
-                "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": 1,
-            }
-        )
-        c.subscribe([topic])
-        while not stop.is_set():
-            m = c.poll(0.05)
-            if m is not None and not m.error():
-                samples.append((time.time_ns() // 1000 - int(m.value())) / 1000.0)
-        c.close()
-
-    reader = threading.Thread(target=consume, daemon=True)
-    reader.start()
+    reader = _Arrivals(bootstrap, topic, int)
     prod = producer(settings.kafka, **{"linger.ms": "0"})
     time.sleep(6)
-    start = time.perf_counter()
-    for i in range(int(rate * seconds)):
-        due = start + i / rate
-        while (delay := due - time.perf_counter()) > 0:
-            time.sleep(min(delay, 0.0005))
-        prod.produce(topic, value=str(time.time_ns() // 1000).encode())
+
+    def send(i: int, now_us: int) -> None:
+        prod.produce(topic, value=str(now_us).encode())
         prod.poll(0)
+
+    _paced(rate, int(rate * seconds), send)
     prod.flush(30)
-    time.sleep(1)
-    stop.set()
-    reader.join(5)
-    q = statistics.quantiles(samples, n=1000)
-    return {"samples": len(samples), "p50": q[499], "p99": q[989], "p99.9": q[998]}
+    return reader.stop()
 
 
 def scaling(bootstrap: str, events: Sequence[Any], markets: Sequence[str]) -> dict[int, float]:
