@@ -19,7 +19,7 @@ import orjson
 from bytewax.testing import run_main
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from connectors.kafka_io import create_topics, flow_sink, producer, to_message
+from connectors.kafka_io import create_topics, flow_sink, producer, publish_event, to_message
 from connectors.kafka_source import THROUGHPUT, RawKafkaSource
 from connectors.metrics import Metrics
 from flows.engine import build_flow, tune_gc
@@ -72,12 +72,7 @@ def fill_topic(settings: Settings, events: Sequence[Any], partitions: int) -> No
     prod = producer(settings.kafka)
     topic = settings.kafka.market_data_topic
     for e in events:
-        while True:
-            try:
-                prod.produce(topic, key=e.market.encode(), value=encode(e))
-                break
-            except BufferError:
-                prod.poll(0.01)
+        publish_event(prod, topic, e)
     prod.flush(120)
 
 

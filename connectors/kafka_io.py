@@ -119,5 +119,15 @@ def flow_sink(cfg: KafkaConfig) -> KafkaSink:
     )
 
 
+def publish_event(prod: Producer, topic: str, event: Any) -> None:
+    """Publish one event keyed by its market, waiting for room when the local queue is full."""
+    while True:
+        try:
+            prod.produce(topic, key=event.market.encode(), value=encode(event))
+            return
+        except BufferError:
+            prod.poll(0.05)
+
+
 def producer(cfg: KafkaConfig, **more: str) -> Producer:
     return Producer(client_config(cfg, **{"linger.ms": "5", "compression.type": "lz4", **more}))

@@ -33,10 +33,9 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 def cmd_feed(args: argparse.Namespace) -> int:
     """Publish a recording to the market-data topic, paced or as fast as possible."""
-    from connectors.kafka_io import producer
+    from connectors.kafka_io import producer, publish_event
     from flows.replay import load_inputs
     from mmflow.models import Fill
-    from mmflow.wire import encode
 
     settings = _settings(args)
     events, dead = load_inputs(args.quotes or [], args.trades or [], [], settings)
@@ -55,12 +54,7 @@ def cmd_feed(args: argparse.Namespace) -> int:
             delay = due - (time.monotonic() - start_wall)
             if delay > 0:
                 time.sleep(delay)
-        while True:
-            try:
-                prod.produce(topic, key=event.market.encode(), value=encode(event))
-                break
-            except BufferError:
-                prod.poll(0.05)
+        publish_event(prod, topic, event)
         if n % 10_000 == 0:
             prod.poll(0)
     prod.flush(60)
