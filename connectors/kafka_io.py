@@ -86,19 +86,15 @@ def flow_source(cfg: KafkaConfig, tail: bool = True, batch_size: int = 10_000) -
     return RawKafkaSource(cfg, [cfg.market_data_topic, cfg.fills_topic, cfg.control_topic], tail, batch_size)
 
 
-def to_message(
-    cfg: KafkaConfig, item: tuple[str, Any], publish_fills: bool = False
-) -> KafkaSinkMessage | None:
-    """Route one flow output to its topic; outputs with no topic (timeline, summary) return None.
+def to_message(cfg: KafkaConfig, item: tuple[str, Any]) -> KafkaSinkMessage | None:
+    """Route one flow output to its topic; outputs with no topic (timeline, fill) return None.
 
-    Fills are published only when the paper venue runs inside the flow; fills the flow consumed
-    from the fills topic must not be written back to it.
+    Fills are never published: on Kafka the venue is its own process and owns the fills topic,
+    and a fill the flow consumed must not be written back to it.
     """
     kind, payload = item
     if kind == "intent":
         return KafkaSinkMessage(payload.market.encode(), encode(payload), topic=cfg.intents_topic)
-    if kind == "fill" and publish_fills:
-        return KafkaSinkMessage(payload.market.encode(), encode(payload), topic=cfg.fills_topic)
     if kind == "journal":
         event, after = payload
         value = encode(event)[:-1] + b',"after_events":' + str(after).encode() + b"}"

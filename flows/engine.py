@@ -73,6 +73,8 @@ def validate(event: InputEvent, markets: Iterable[str]) -> str | None:
 
 def raw_bytes(item: Any) -> tuple[bytes, str]:
     """(payload, source label) of a raw record; Kafka messages expose ``.value``/``.topic``."""
+    if type(item) is KafkaMessage:  # the hot path on Kafka
+        return item.value() or b"", item.topic()
     if isinstance(item, bytes | bytearray):
         return bytes(item), "bytes"
     if isinstance(item, str):
@@ -107,10 +109,7 @@ def make_decoder(settings: Settings, metrics: Metrics) -> Callable[[list[Any]], 
             if cls in _TYPED:
                 event = item  # already typed and validated in bulk (files, synthetic data)
             else:
-                if cls is KafkaMessage:
-                    raw, source = item.value() or b"", item.topic()
-                else:
-                    raw, source = raw_bytes(item)
+                raw, source = raw_bytes(item)
                 try:
                     event = decode_input(raw)
                 except WireError as err:

@@ -240,7 +240,7 @@ class KafkaConfig(_Section):
 
 
 class MetricsConfig(_Section):
-    port: int | None = Field(default=None, ge=0, le=65535)
+    # The port is a command-line option (--metrics-port); process i of a cluster adds i to it.
     # Loopback by default (nothing exposed by accident); containers set 0.0.0.0.
     host: str = "127.0.0.1"
 
