@@ -3,17 +3,24 @@
 Bytewax's own ``KafkaSource`` wraps every message in a Python dataclass; at 100k+ messages a
 second that wrapper costs more than the strategy. This source hands the flow the client's
 messages as they are (the decode step reads ``value()`` and ``topic()``) and keeps one offset per
-partition as its recovery state. Consumer settings are tuned for throughput (large fetches).
+partition as its recovery state.
+
+One consumer serves every partition a worker reads (market data, fills, control): an idle worker
+waits inside librdkafka, without the GIL, and wakes on the first message of any of its
+partitions. With one consumer per partition a worker could only poll them in turn, and the
+polling cost both latency (a message waits for the next round) and CPU (thousands of empty
+rounds a second on a quiet feed, on the cores the broker needs).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+import threading
+from datetime import UTC, datetime
 from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from connectors.kafka_io import client_config, create_topics
@@ -22,8 +29,14 @@ from mmflow.config import KafkaConfig
 
 log = logging.getLogger("mmflow.kafka")
 
-#: How long an idle partition sleeps before it is polled again: the latency floor it adds.
-IDLE_WAIT = timedelta(microseconds=250)
+#: Longest an idle worker waits for a message before it hands control back to Bytewax. The wait
+#: holds up whatever else the worker has to do (the last messages are still moving down the
+#: dataflow, one operator per step), so it is short: with 1 ms, an intent left the flow 0.36 ms
+#: after its tick (median); with 0.2 ms, 0.25 ms, for a few thousand idle wake-ups a second.
+IDLE_BLOCK_S = 0.0002
+
+#: "Call again at once": a time already past. The waiting happens in the consumer instead.
+_DUE = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: Large fetches: the broker sends megabytes per request instead of one small batch per poll.
 THROUGHPUT = {
@@ -33,55 +46,107 @@ THROUGHPUT = {
     "fetch.wait.max.ms": "5",
 }
 
+#: A live (tailing) worker: the broker answers a fetch as soon as any data arrives, so a long wait
+#: costs no latency, only fewer empty round trips on a quiet feed.
+TAILING = {**THROUGHPUT, "fetch.wait.max.ms": "100"}
+
+
+class _WorkerConsumer:
+    """The consumer of one worker thread, dispatching messages to its partitions' buffers."""
+
+    def __init__(self, conf: dict[str, str], batch_size: int) -> None:
+        self._consumer = Consumer(conf)
+        self._batch = batch_size
+        self._buffers: dict[str, dict[int, list[Message]]] = {}
+        self._pending = 0  # messages buffered for any partition
+        self.eof: set[tuple[str, int]] = set()
+
+    def add(self, topic: str, partition: int, offset: int) -> list[Message]:
+        buffer: list[Message] = []
+        self._buffers.setdefault(topic, {})[partition] = buffer
+        self._consumer.incremental_assign([TopicPartition(topic, partition, offset)])
+        return buffer
+
+    def remove(self, topic: str, partition: int) -> bool:
+        """Stop reading a partition; True when it was the last one (the consumer is closed)."""
+        del self._buffers[topic][partition]
+        if not self._buffers[topic]:
+            del self._buffers[topic]
+        if self._buffers:
+            self._consumer.incremental_unassign([TopicPartition(topic, partition)])
+            return False
+        self._consumer.close()
+        return True
+
+    def taken(self, n: int) -> None:
+        self._pending -= n
+
+    def pump(self) -> None:
+        """Fetch what the client holds into the buffers; wait a little only when every buffer is
+        empty (another partition's pending messages must not wait behind an idle one)."""
+        msgs = self._consumer.consume(self._batch, 0)
+        if not msgs and not self._pending:
+            first = self._consumer.poll(IDLE_BLOCK_S)  # returns on the first message
+            if first is None:
+                return
+            msgs = [first, *self._consumer.consume(self._batch - 1, 0)]
+        buffers = self._buffers
+        for m in msgs:
+            if m.error() is None:
+                buffers[m.topic()][m.partition()].append(m)
+                self._pending += 1
+            else:
+                self._error(m)
+
+    def _error(self, msg: Message) -> None:
+        err = msg.error()
+        if err.code() == KafkaError._PARTITION_EOF:
+            self.eof.add((msg.topic(), msg.partition()))
+            return
+        name = f"{msg.topic()}[{msg.partition()}]" if msg.topic() else "consumer"
+        log.warning("%s: %s", name, err)  # librdkafka retries these itself
+        get_metrics().kafka_errors.labels(name).inc()
+
 
 class _Partition(StatefulSourcePartition[Any, int]):
     def __init__(
-        self, conf: dict[str, str], topic: str, partition: int, offset: int, tail: bool, batch_size: int
+        self, shared: _WorkerConsumer, topic: str, partition: int, offset: int, on_close: Any
     ) -> None:
-        self._consumer = Consumer(conf)
-        self._consumer.assign([TopicPartition(topic, partition, offset)])
+        self._shared = shared
+        self._key = (topic, partition)
+        self._buffer = shared.add(topic, partition, offset)
         self._offset = offset
-        self._tail = tail
-        self._batch = batch_size
-        self._eof = False
-        self._name = f"{topic}[{partition}]"
-        self._awake: datetime | None = None
+        self._on_close = on_close
 
     def next_batch(self) -> list[Any]:
-        if self._eof:
-            raise StopIteration
-        # Never block here: a worker polls every partition in turn (market data, fills, control),
-        # and a blocking wait on an idle one delays the busy one. An empty poll sleeps instead,
-        # through next_awake, for IDLE_WAIT.
-        msgs = self._consumer.consume(self._batch, 0)
-        out = [m for m in msgs if m.error() is None]
-        if len(out) != len(msgs):  # end of partition, or a client error (librdkafka retries those)
-            for msg in msgs:
-                err = msg.error()
-                if err is None:
-                    continue
-                if err.code() == KafkaError._PARTITION_EOF:
-                    self._eof = not self._tail
-                else:
-                    log.warning("%s: %s", self._name, err)
-                    get_metrics().kafka_errors.labels(self._name).inc()
-        if out:
-            self._offset = out[-1].offset() + 1
-        self._awake = None if out else datetime.now(UTC) + IDLE_WAIT
+        if not self._buffer:
+            if self._key in self._shared.eof:
+                raise StopIteration
+            self._shared.pump()
+            if not self._buffer:
+                return []
+        out = self._buffer[:]
+        self._buffer.clear()
+        self._shared.taken(len(out))
+        self._offset = out[-1].offset() + 1
         return out
 
-    def next_awake(self) -> datetime | None:
-        return self._awake
+    def next_awake(self) -> datetime:
+        return _DUE
 
     def snapshot(self) -> int:
         return self._offset
 
     def close(self) -> None:
-        self._consumer.close()
+        if self._shared.remove(*self._key):
+            self._on_close()
 
 
 class RawKafkaSource(FixedPartitionedSource[Any, int]):
-    """Every partition of ``topics``, from the beginning or the recovered offsets."""
+    """Every partition of ``topics``, from the beginning or the recovered offsets.
+
+    ``tail=False`` stops at the end of every partition (a bounded run, benchmarks and tests).
+    """
 
     def __init__(
         self, cfg: KafkaConfig, topics: list[str], tail: bool = True, batch_size: int = 10_000
@@ -90,6 +155,8 @@ class RawKafkaSource(FixedPartitionedSource[Any, int]):
         self._topics = topics
         self._tail = tail
         self._batch = batch_size
+        self._consumers: dict[int, _WorkerConsumer] = {}
+        self._lock = threading.Lock()
 
     def list_parts(self) -> list[str]:
         admin = AdminClient(client_config(self._cfg))
@@ -110,16 +177,25 @@ class RawKafkaSource(FixedPartitionedSource[Any, int]):
             parts.extend(f"{p}:{topic}" for p in sorted(meta.partitions))
         return parts
 
+    def _worker_consumer(self) -> tuple[_WorkerConsumer, Any]:
+        """The calling worker thread's consumer (Bytewax builds a worker's parts on its thread)."""
+        worker = threading.get_ident()
+        with self._lock:
+            if worker not in self._consumers:
+                conf = client_config(
+                    self._cfg,
+                    **(TAILING if self._tail else THROUGHPUT),
+                    **{
+                        "group.id": f"{self._cfg.group_id}-source",
+                        "enable.auto.commit": "false",
+                        "enable.partition.eof": "false" if self._tail else "true",
+                    },
+                )
+                self._consumers[worker] = _WorkerConsumer(conf, self._batch)
+        return self._consumers[worker], lambda: self._consumers.pop(worker, None)
+
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _Partition:
         partition, _, topic = for_part.partition(":")
-        conf = client_config(
-            self._cfg,
-            **THROUGHPUT,
-            **{
-                "group.id": f"{self._cfg.group_id}-source",
-                "enable.auto.commit": "false",
-                "enable.partition.eof": "true",
-            },
-        )
         start = OFFSET_BEGINNING if resume_state is None else resume_state
-        return _Partition(conf, topic, int(partition), start, self._tail, self._batch)
+        shared, on_close = self._worker_consumer()
+        return _Partition(shared, topic, int(partition), start, on_close)
