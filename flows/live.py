@@ -3,6 +3,8 @@
 Settings come from the environment: ``MMFLOW_RUN_PRESET``, ``MMFLOW_RUN_CONFIG`` (YAML path),
 ``MMFLOW_RUN_SET`` (JSON list of dotted overrides) and the usual ``MMFLOW_*`` variables.
 ``MMFLOW_RUN_METRICS_PORT`` serves /metrics (`mmflow run` gives process i port + i).
+``MMFLOW_RUN_CONFIRM_WRITES=0`` lets the worker go on before the broker confirms its outputs
+(`mmflow run` sets it when there is no recovery directory; see ``connectors.kafka_io.FlowSink``).
 
 Ordering rule: the flow consumes the market-data and fills topics, each market keyed to one
 partition, and books a fill when it arrives. It writes every fill it booked to the journal topic
@@ -39,7 +41,7 @@ def build(tail: bool = True) -> Dataflow:
         metrics.serve(int(port), settings.metrics.host)
     return build_flow(
         flow_source(settings.kafka, tail=tail),
-        flow_sink(settings.kafka),
+        flow_sink(settings.kafka, confirm=env.get("MMFLOW_RUN_CONFIRM_WRITES", "1") != "0"),
         settings,
         metrics,
         paper=False,

@@ -79,6 +79,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         cmd += ["-i", str(args.process_id), "-a", args.addresses]
     if args.metrics_port is not None:
         env["MMFLOW_RUN_METRICS_PORT"] = str(args.metrics_port + (args.process_id or 0))
+    # With recovery, outputs are confirmed by the broker before each snapshot can move past them.
+    env["MMFLOW_RUN_CONFIRM_WRITES"] = "1" if args.recovery_dir else "0"
     if args.recovery_dir:
         if not any(Path(args.recovery_dir).glob("part-*.sqlite3")):
             print(
