@@ -6,6 +6,7 @@ fails raises ``WireError`` with a reason short enough for a dead-letter record.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -131,8 +132,68 @@ def _fast(obj: dict[str, Any]) -> InputEvent | None:
     return None
 
 
+# The canonical bytes of market data, exactly as ``encode`` writes them: keys in field order, no
+# whitespace, no escapes, plain decimals. One regular expression reads such a message in a third of
+# the time of JSON parsing plus ``_fast``; anything else (another key order, an escape, a sign)
+# takes that slower path, so this is a shortcut, never a rule (a property test holds them equal).
+_MARKET = (
+    rb'"market":"([A-Za-z0-9_.:/-]{1,64})","ts_exchange":(0|[1-9][0-9]{0,16}),"ts_recv":(0|[1-9][0-9]{0,16}),'
+)
+_NUM = rb"([0-9]{1,19}(?:\.[0-9]{1,18})?)"
+_BOOK_RE = re.compile(
+    rb"\{"
+    + _MARKET
+    + rb'"bid_px":"%s","bid_qty":"%s","ask_px":"%s","ask_qty":"%s","type":"book","v":1\}'
+    % (_NUM, _NUM, _NUM, _NUM)
+)
+_TRADE_RE = re.compile(
+    rb"\{" + _MARKET + rb'"trade_id":"([\x20\x21\x23-\x5b\x5d-\x7e]{0,128})","side":"(buy|sell)",'
+    rb'"px":"%s","qty":"%s","type":"trade","v":1\}' % (_NUM, _NUM)
+)
+
+
+def _canonical(raw: bytes) -> InputEvent | None:
+    """Market data in its canonical bytes, or None to parse it as JSON."""
+    found = _BOOK_RE.fullmatch(raw)
+    D, lim = Decimal, _PX_LIMIT
+    if found is not None:
+        market, ts_exchange, ts_recv, bp, bq, ap, aq = found.groups()
+        bp, bq, ap, aq = D(bp.decode()), D(bq.decode()), D(ap.decode()), D(aq.decode())
+        if not (0 < bp < lim and 0 < bq < lim and 0 < ap < lim and 0 < aq < lim):
+            return None
+        return BookTick(
+            market=market.decode(),
+            ts_exchange=int(ts_exchange),
+            ts_recv=int(ts_recv),
+            bid_px=bp,
+            bid_qty=bq,
+            ask_px=ap,
+            ask_qty=aq,
+        )
+    found = _TRADE_RE.fullmatch(raw)
+    if found is not None:
+        market, ts_exchange, ts_recv, tid, side, px, qty = found.groups()
+        px, qty = D(px.decode()), D(qty.decode())
+        if not (0 < px < lim and 0 < qty < lim):
+            return None
+        return Trade(
+            market=market.decode(),
+            ts_exchange=int(ts_exchange),
+            ts_recv=int(ts_recv),
+            trade_id=tid.decode(),
+            side=side.decode(),
+            px=px,
+            qty=qty,
+        )
+    return None
+
+
 def decode_input(raw: bytes | str) -> InputEvent:
     """Decode a market-data, fill or control message, checking types, signs and finiteness."""
+    if type(raw) is bytes:
+        event = _canonical(raw)
+        if event is not None:
+            return event
     obj = _load(raw)
     event = _fast(obj)
     if event is not None:

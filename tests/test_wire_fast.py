@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mmflow.models import BookTick, Trade
-from mmflow.wire import WireError, _fast, _load, decode_input_validated, encode
+from mmflow.wire import WireError, _canonical, _fast, _load, decode_input, decode_input_validated, encode
 
 BOOK = BookTick(
     market="BTCUSDT",
@@ -106,3 +106,43 @@ def test_fast_path_takes_canonical_market_data() -> None:
         obj = json.loads(encode(event))
         assert _fast(obj) == event
         both(obj)
+
+
+def canonical_agrees(raw: bytes) -> None:
+    """The byte-level path either declines or returns what JSON parsing plus validation return."""
+    try:
+        reference = decode_input_validated(_load(raw))
+    except WireError:
+        reference = None
+    fast = _canonical(raw)
+    if fast is not None:
+        assert fast == reference, (raw, fast, reference)
+        assert type(fast) is type(reference)
+
+
+def test_canonical_bytes_take_the_byte_level_path() -> None:
+    for event in (BOOK, TRADE):
+        assert _canonical(encode(event)) == event
+        assert decode_input(encode(event)) == event
+    assert _canonical(b" " + encode(BOOK)) is None  # anything unusual goes the JSON way
+
+
+@settings(max_examples=1500, deadline=None)
+@given(base=st.sampled_from([BOOK, TRADE]), field=st.integers(0, 8), value=odd_values)
+def test_byte_level_path_never_disagrees_when_a_value_changes(base, field, value) -> None:
+    obj = json.loads(encode(base))
+    obj[list(obj)[field]] = value
+    canonical_agrees(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    base=st.sampled_from([BOOK, TRADE]),
+    at=st.integers(0, 400),
+    cut=st.integers(0, 3),
+    insert=st.binary(max_size=3) | st.sampled_from([b'"', b"\\", b"-", b"0", b".", b"e", b"\xff"]),
+)
+def test_byte_level_path_never_disagrees_on_mangled_bytes(base, at, cut, insert) -> None:
+    raw = encode(base)
+    at %= len(raw) + 1
+    canonical_agrees(raw[:at] + insert + raw[at + cut :])
