@@ -3,21 +3,22 @@ scaling across processes. They run against a real broker (the local one, started
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import orjson
 from bytewax.testing import run_main
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from connectors.kafka_io import create_topics, flow_sink, producer, publish_event, to_message
 from connectors.kafka_source import THROUGHPUT, RawKafkaSource
@@ -128,7 +129,12 @@ def flow_throughput(settings: Settings, total: int) -> tuple[float, float]:
     from functools import partial
 
     flow = build_flow(
-        source, flow_sink(cfg), settings, Metrics(), paper=False, route=partial(to_message, cfg)
+        source,
+        flow_sink(cfg, confirm=False),
+        settings,
+        Metrics(),
+        paper=False,
+        route=partial(to_message, cfg),
     )
     tune_gc()  # as flows.live does in a real run
     start = time.perf_counter()
@@ -137,59 +143,98 @@ def flow_throughput(settings: Settings, total: int) -> tuple[float, float]:
     return total / (end - first[0]), total / (end - start)
 
 
-class _Arrivals:
-    """A reader thread noting, for each message on ``topic``, how long ago it was stamped."""
+def percentiles(samples: Sequence[float]) -> dict[str, float]:
+    """p50/p99/p99.9/max of latency samples (ms), NaN when there are too few to tell."""
+    if len(samples) <= 10:
+        nan = float("nan")
+        return {"samples": len(samples), "p50": nan, "p99": nan, "p99.9": nan, "max": nan}
+    q = statistics.quantiles(samples, n=1000)
+    return {"samples": len(samples), "p50": q[499], "p99": q[989], "p99.9": q[998], "max": max(samples)}
 
-    def __init__(self, bootstrap: str, topic: str, stamp_us: Callable[[bytes], int]) -> None:
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._conf = {
+
+def _stamp_of(value: bytes, field: str | None) -> int:
+    return int(value) if field is None else orjson.loads(value)[field]
+
+
+def _read_arrivals(bootstrap: str, topic: str, field: str | None, pipe: Connection) -> None:
+    """The reader process: note how long ago each message on ``topic`` was stamped (ms) until
+    told to stop; "clear" (sent when the warm-up ends) drops the samples so far."""
+    consumer = Consumer(
+        {
             "bootstrap.servers": bootstrap,
             "group.id": f"{topic}-reader",
-            "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 1,
+            "enable.auto.commit": "false",
+            "fetch.wait.max.ms": 100,
         }
-        self._topic, self._stamp = topic, stamp_us
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        c = Consumer(self._conf)
-        c.subscribe([self._topic])
-        while not self._stop.is_set():
-            # poll() returns as soon as one message is there; consume(n, t) would wait for n or t.
-            m = c.poll(0.05)
-            if m is not None and not m.error():
-                self.samples.append((time.time_ns() // 1000 - self._stamp(m.value())) / 1000.0)
-        c.close()
-
-    def stop(self) -> dict[str, float]:
-        time.sleep(1)
-        self._stop.set()
-        self._thread.join(5)
-        q = statistics.quantiles(self.samples, n=1000) if len(self.samples) > 10 else [float("nan")] * 999
-        return {
-            "samples": len(self.samples),
-            "p50": q[499],
-            "p99": q[989],
-            "p99.9": q[998],
-            "max": max(self.samples or [0.0]),
-        }
+    )
+    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+    samples: list[float] = []
+    pipe.send("ready")
+    while True:
+        # poll() returns as soon as one message is there; consume(n, t) would wait for n or t.
+        m = consumer.poll(0.05)
+        if m is not None and m.error() is None:
+            samples.append((time.time_ns() // 1000 - _stamp_of(m.value(), field)) / 1000.0)
+        if pipe.poll():
+            if pipe.recv() == "stop":
+                break
+            samples.clear()
+    consumer.close()
+    pipe.send(samples)
 
 
-def _paced(rate: float, count: int, send: Callable[[int, int], None]) -> None:
-    """Call ``send(i, now_us)`` ``count`` times at a steady ``rate`` per second."""
+class _Arrivals:
+    """A reader of ``topic`` in a process of its own, so that the pacing loop of the producer
+    and the reader never wait for each other (they would, for the GIL, as threads).
+
+    It reads the partitions directly (no consumer group): a group join on a fresh broker first
+    creates the offsets topic, and the seconds that takes would land in the samples.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, field: str | None) -> None:
+        ctx = multiprocessing.get_context("spawn")  # never fork a process holding Kafka clients
+        self._pipe, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_read_arrivals, args=(bootstrap, topic, field, child), daemon=True)
+        self._proc.start()
+        if not self._pipe.poll(60):
+            raise RuntimeError(f"latency reader of {topic} did not start")
+        self._pipe.recv()
+
+    def clear(self) -> None:
+        self._pipe.send("clear")
+
+    def stop(self) -> list[float]:
+        time.sleep(1)  # the last messages arrive
+        self._pipe.send("stop")
+        samples: list[float] = self._pipe.recv()
+        self._proc.join(10)
+        return samples
+
+
+def _paced(
+    prod: Producer, reader: _Arrivals, rate: float, seconds: float, send: Callable[[int, int], None]
+) -> list[float]:
+    """Call ``send(i, now_us)`` at a steady ``rate`` for two seconds of warm-up (clients connect,
+    estimators fill; not measured) and then ``seconds``; return the reader's samples."""
+    warm = int(rate * 2)
     start = time.perf_counter()
-    for i in range(count):
+    for i in range(warm + int(rate * seconds)):
+        if i == warm:
+            reader.clear()
         due = start + i / rate
         while (delay := due - time.perf_counter()) > 0:
             time.sleep(min(delay, 0.0005))
         send(i, time.time_ns() // 1000)
+        prod.poll(0)
+    prod.flush(30)
+    return reader.stop()
 
 
-def latency(bootstrap: str, events: Sequence[Any], rate: float, seconds: float) -> dict[str, float]:
+def latency(bootstrap: str, events: Sequence[Any], rate: float, seconds: float) -> list[float]:
     """Tick-to-intent latency at a steady ``rate``: each tick carries the producer's wall clock as
-    its receive time, each intent carries its tick's receive time, a reader notes arrival."""
+    its receive time, each intent carries its tick's receive time, a reader notes arrival.
+    Returns the samples (ms)."""
     prefix = f"lat-{uuid.uuid4().hex[:8]}"
     # Every mid change is worth an intent here, so there are thousands of samples.
     extra = ["strategy.quoting.refresh_tolerance_bps=0", "strategy.safety.stale_enabled=false"]
@@ -201,6 +246,7 @@ def latency(bootstrap: str, events: Sequence[Any], rate: float, seconds: float) 
         "MMFLOW_RUN_PRESET": "phase2",
         "MMFLOW_RUN_CONFIG": "",
         "MMFLOW_RUN_SET": orjson.dumps(sets + extra).decode(),
+        "MMFLOW_RUN_CONFIRM_WRITES": "0",  # as `mmflow run` without a recovery directory
     }
     flow = subprocess.Popen(
         [sys.executable, "-m", "bytewax.run", "flows.live:build()"],
@@ -209,44 +255,34 @@ def latency(bootstrap: str, events: Sequence[Any], rate: float, seconds: float) 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    reader = _Arrivals(bootstrap, settings.kafka.intents_topic, lambda v: orjson.loads(v)["ts"])
+    reader = _Arrivals(bootstrap, settings.kafka.intents_topic, "ts")
     prod = producer(settings.kafka, **{"linger.ms": "0"})
-    time.sleep(6)  # the flow and the reader connect; nothing is measured yet
-    warm = int(rate * 2)
+    time.sleep(6)  # the flow starts and connects; nothing is measured yet
 
     def send(i: int, now_us: int) -> None:
-        if i == warm:
-            reader.samples.clear()  # the first two seconds warm the volatility estimate and the clients
         e = events[i % len(events)]
         extra_id = {"trade_id": f"{e.trade_id}-{i}"} if isinstance(e, Trade) else {}
         tick = replace(e, ts_recv=now_us, ts_exchange=now_us, **extra_id)
         prod.produce(settings.kafka.market_data_topic, key=e.market.encode(), value=encode(tick))
-        prod.poll(0)
 
-    _paced(rate, int(rate * seconds) + warm, send)
-    prod.flush(30)
-    result = reader.stop()
+    result = _paced(prod, reader, rate, seconds, send)
     flow.kill()
     flow.wait(10)
     return result
 
 
-def bare_latency(bootstrap: str, rate: float, seconds: float) -> dict[str, float]:
+def bare_latency(bootstrap: str, rate: float, seconds: float) -> list[float]:
     """The broker-and-client floor for the latency figure: produce -> consume, no flow between."""
     topic = f"rtt-{uuid.uuid4().hex[:8]}"
     settings = topic_settings(bootstrap, topic)
     create_topics(settings.kafka, 1, [topic])
-    reader = _Arrivals(bootstrap, topic, int)
+    reader = _Arrivals(bootstrap, topic, None)
     prod = producer(settings.kafka, **{"linger.ms": "0"})
-    time.sleep(6)
 
     def send(i: int, now_us: int) -> None:
         prod.produce(topic, value=str(now_us).encode())
-        prod.poll(0)
 
-    _paced(rate, int(rate * seconds), send)
-    prod.flush(30)
-    return reader.stop()
+    return _paced(prod, reader, rate, seconds, send)
 
 
 def scaling(bootstrap: str, events: Sequence[Any], markets: Sequence[str]) -> dict[int, float]:
