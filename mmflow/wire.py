@@ -137,15 +137,22 @@ def _fast(obj: dict[str, Any]) -> InputEvent | None:
 # expression reads such a message in a fraction of the time of JSON parsing plus ``_fast``; anything
 # else (another key order, an escape, a sign) takes that path, so this is a shortcut, never a rule
 # (property tests hold the two equal).
-_MARKET = r'"market":"([A-Za-z0-9_.:/-]{1,64})","ts_exchange":(0|[1-9][0-9]{0,16}),"ts_recv":(0|[1-9][0-9]{0,16}),'
+_MARKET = (
+    r'"market":"([A-Za-z0-9_.:/-]{1,64})","ts_exchange":(0|[1-9][0-9]{0,16}),"ts_recv":(0|[1-9][0-9]{0,16}),'
+)
 _NUM = r"([0-9]{1,12}(?:\.[0-9]{1,18})?)"
 _BOOK_RE = re.compile(
-    r"\{" + _MARKET + r'"bid_px":"%s","bid_qty":"%s","ask_px":"%s","ask_qty":"%s","type":"book","v":1\}'
-    % (_NUM, _NUM, _NUM, _NUM)
+    r"\{"
+    + _MARKET
+    + "".join(f'"{key}":"{_NUM}",' for key in ("bid_px", "bid_qty", "ask_px", "ask_qty"))
+    + r'"type":"book","v":1\}'
 )
 _TRADE_RE = re.compile(
-    r"\{" + _MARKET + r'"trade_id":"([\x20\x21\x23-\x5b\x5d-\x7e]{0,128})","side":"(buy|sell)",'
-    r'"px":"%s","qty":"%s","type":"trade","v":1\}' % (_NUM, _NUM)
+    r"\{"
+    + _MARKET
+    + r'"trade_id":"([\x20\x21\x23-\x5b\x5d-\x7e]{0,128})","side":"(buy|sell)",'
+    + f'"px":"{_NUM}","qty":"{_NUM}",'
+    + r'"type":"trade","v":1\}'
 )
 
 
