@@ -137,9 +137,9 @@ def main() -> None:
         # Bare and flow runs alternate, so both see the same broker (its page cache, its JIT) and
         # the ratio is not skewed by a machine that warms up or slows down during the benchmark.
         bares, steady, whole = [], [], []
-        for _ in range(3):
-            bares.append(kb.bare_consumer(ksettings, len(big)))
-            flow_steady, flow_whole = kb.flow_throughput(ksettings, len(big))
+        for _ in range(5):
+            bares.append(kb.isolated(kb.bare_consumer, ksettings, len(big)))
+            flow_steady, flow_whole = kb.isolated(kb.flow_throughput, ksettings, len(big))
             steady.append(flow_steady)
             whole.append(flow_whole)
         bare, e2e, e2e_whole = statistics.median(bares), statistics.median(steady), statistics.median(whole)
@@ -182,7 +182,7 @@ def main() -> None:
         f"Machine: {machine()}. Produced by `make bench` on {time.strftime('%Y-%m-%d')}.",
         f"Data: the real Binance BTCUSDT recording in ../shared/data ({n:,} events, quotes and trades), preset",
         "phase2 with infra/config/btcusdt-tight.yaml. Local single-node Kafka 4.1 (KRaft) on the same machine.",
-        f"Throughput figures 1-2 are medians of {args.runs} runs; Kafka throughput medians of 3.",
+        f"Throughput figures 1-2 are medians of {args.runs} runs; Kafka throughput medians of 5, each in a fresh process.",
         "",
         "| figure | value |",
         "| --- | --- |",

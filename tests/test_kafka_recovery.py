@@ -197,6 +197,7 @@ def own_broker(data_dir: Path) -> dict[str, str]:
             "KAFKA_PORT": str(free_port()),
             "KAFKA_CONTROLLER_PORT": str(free_port()),
             "KAFKA_DATA_DIR": str(data_dir / f"kafka{attempt}"),
+            "KAFKA_HEAP": "512m",  # a second broker beside the shared one: keep the pair small
         }
         try:
             kafka_sh("up", env=env)
