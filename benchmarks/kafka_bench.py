@@ -19,8 +19,9 @@ from typing import Any
 import orjson
 from bytewax.testing import run_main
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
-from connectors.kafka_io import create_topics, flow_sink, producer, publish_event, to_message
+from connectors.kafka_io import client_config, create_topics, flow_sink, producer, publish_event, to_message
 from connectors.kafka_source import THROUGHPUT, RawKafkaSource
 from connectors.metrics import Metrics
 from flows.engine import build_flow, tune_gc
@@ -75,6 +76,15 @@ def fill_topic(settings: Settings, events: Sequence[Any], partitions: int) -> No
     for e in events:
         publish_event(prod, topic, e)
     prod.flush(120)
+
+
+def drop_topics(settings: Settings) -> None:
+    """Delete the benchmark's topics (every topic named with its prefix)."""
+    admin = AdminClient(client_config(settings.kafka))
+    prefix = settings.kafka.market_data_topic.rsplit(".", 1)[0] + "."
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    for future in admin.delete_topics(names).values():
+        future.result(timeout=30)
 
 
 def bare_consumer(settings: Settings, total: int) -> float:
@@ -173,6 +183,7 @@ def _read_arrivals(bootstrap: str, topic: str, field: str | None, pipe: Connecti
             "group.id": f"{topic}-reader",
             "enable.auto.commit": "false",
             "fetch.wait.max.ms": 100,
+            "socket.nagle.disable": "true",
         }
     )
     parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions

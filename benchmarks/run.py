@@ -146,8 +146,11 @@ def main() -> None:
         print(f"kafka: bare {bare:,.0f}, flow {e2e:,.0f} steady, {e2e_whole:,.0f} with start-up", flush=True)
         # Three runs pooled: one run gives ~600 intents, too few for a steady p99.9. On two cores
         # shared with the broker the tail moves from run to run, so each run's p99 is shown too.
-        # The bare round trip runs first: it also lets the broker settle after the throughput
-        # runs (it has just written and served over a million records).
+        # Settle before timing latency: the throughput topic goes (its log would otherwise be
+        # written back to disk during the runs), dirty pages are flushed now, and the bare round
+        # trip runs first, warming the broker's produce and fetch paths.
+        kb.drop_topics(ksettings)
+        os.sync()
         rtt = kb.percentiles(kb.bare_latency(bootstrap, rate=2000, seconds=20))
         runs = [kb.latency(bootstrap, events, rate=2000, seconds=20) for _ in range(3)]
         lat = kb.percentiles([x for r in runs for x in r])

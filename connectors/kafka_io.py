@@ -29,7 +29,9 @@ log = logging.getLogger("mmflow.kafka")
 
 
 def client_config(cfg: KafkaConfig, **more: str) -> dict[str, str]:
-    conf = {"bootstrap.servers": cfg.bootstrap_servers, **cfg.extra}
+    # TCP_NODELAY: a lone small request (one tick, one intent) must not wait for the previous
+    # one's ACK, which is what Nagle's algorithm (librdkafka's default) does.
+    conf = {"bootstrap.servers": cfg.bootstrap_servers, "socket.nagle.disable": "true", **cfg.extra}
     conf.update(more)
     return conf
 
