@@ -1,4 +1,5 @@
-"""Scale-out: two Bytewax processes (-i/-a) on a multi-partition topic decide like one process."""
+"""Scale-out: two Bytewax processes (-i/-a), or two worker threads in one process (each with its
+own consumer), on a multi-partition topic decide like one worker."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def intents_by_market(settings, topic: str) -> dict[str, list[bytes]]:
     return out
 
 
-def test_two_processes_give_the_same_intents_as_one(kafka_bootstrap, unique_topic_prefix, data_dir) -> None:
+def test_two_processes_or_two_threads_give_the_same_intents_as_one(
+    kafka_bootstrap, unique_topic_prefix, data_dir
+) -> None:
     prefix = unique_topic_prefix
     base = [*topic_sets(prefix), f"kafka.bootstrap_servers={kafka_bootstrap}"]
     for topic in (
@@ -33,6 +36,7 @@ def test_two_processes_give_the_same_intents_as_one(kafka_bootstrap, unique_topi
         f"{prefix}.fills",
         f"{prefix}.one",
         f"{prefix}.two",
+        f"{prefix}.three",
         f"{prefix}.dlq",
         f"{prefix}.fills.journal",
     ):
@@ -91,13 +95,24 @@ def test_two_processes_give_the_same_intents_as_one(kafka_bootstrap, unique_topi
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-2000:]
 
+    threads = subprocess.run(
+        mmflow("run", "--until-end", "--workers", "2", *args, "--set", f"kafka.intents_topic={prefix}.three"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert threads.returncode == 0, threads.stderr[-2000:]
+
     settings = load_settings(None, None, base)
-    single, double = (
+    single, double, two_threads = (
         intents_by_market(settings, f"{prefix}.one"),
         intents_by_market(settings, f"{prefix}.two"),
+        intents_by_market(settings, f"{prefix}.three"),
     )
     assert set(single) == {"BTCUSDT", "SOLUSDT"}
     for market in single:
         assert len(single[market]) > 3
         assert double[market] == single[market], market
+        assert two_threads[market] == single[market], market
     assert pl.Series(list(single)).n_unique() == 2
