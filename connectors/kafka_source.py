@@ -59,6 +59,7 @@ class _WorkerConsumer:
         self._batch = batch_size
         self._buffers: dict[str, dict[int, list[Message]]] = {}
         self._pending = 0  # messages buffered for any partition
+        self._grace = 0  # pumps left that must not wait: the last messages are still on their way
         self.eof: set[tuple[str, int]] = set()
 
     def add(self, topic: str, partition: int, offset: int) -> list[Message]:
@@ -79,13 +80,19 @@ class _WorkerConsumer:
         return True
 
     def taken(self, n: int) -> None:
+        """A partition handed ``n`` messages to the flow. No wait for the next round of
+        partitions: Bytewax moves those messages on only after the source's turn ends."""
         self._pending -= n
+        self._grace = sum(len(parts) for parts in self._buffers.values())
 
     def pump(self) -> None:
         """Fetch what the client holds into the buffers; wait a little only when every buffer is
         empty (another partition's pending messages must not wait behind an idle one)."""
         msgs = self._consumer.consume(self._batch, 0)
         if not msgs and not self._pending:
+            if self._grace:
+                self._grace -= 1
+                return
             first = self._consumer.poll(IDLE_BLOCK_S)  # returns on the first message
             if first is None:
                 return
