@@ -112,7 +112,7 @@ class _WorkerConsumer:
             return
         name = f"{msg.topic()}[{msg.partition()}]" if msg.topic() else "consumer"
         log.warning("%s: %s", name, err)  # librdkafka retries these itself
-        get_metrics().kafka_errors.labels(name).inc()
+        get_metrics().child("kafka_errors", name).inc()
 
 
 class _Partition(StatefulSourcePartition[Any, int]):

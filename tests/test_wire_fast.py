@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 
 from hypothesis import given, settings
@@ -68,16 +69,20 @@ odd_values = st.one_of(
 )
 
 
-def both(obj: dict) -> None:
-    """The fast path either declines or returns exactly what the validated path returns."""
+def agrees(fast: object, reference: Callable[[], object]) -> None:
+    """A shortcut either declines (None) or returns exactly what full validation returns."""
     try:
-        reference = decode_input_validated(obj)
+        expected = reference()
     except WireError:
-        reference = None
-    fast = _fast(obj)
+        expected = None
     if fast is not None:
-        assert fast == reference, (obj, fast, reference)
-        assert type(fast) is type(reference)
+        assert fast == expected, (fast, expected)
+        assert type(fast) is type(expected)
+
+
+def both(obj: dict) -> None:
+    """The fast path on a loaded message against the validated path."""
+    agrees(_fast(obj), lambda: decode_input_validated(obj))
 
 
 @settings(max_examples=1500, deadline=None)
@@ -109,15 +114,8 @@ def test_fast_path_takes_canonical_market_data() -> None:
 
 
 def canonical_agrees(raw: bytes) -> None:
-    """The byte-level path either declines or returns what JSON parsing plus validation return."""
-    try:
-        reference = decode_input_validated(_load(raw))
-    except WireError:
-        reference = None
-    fast = _canonical(raw)
-    if fast is not None:
-        assert fast == reference, (raw, fast, reference)
-        assert type(fast) is type(reference)
+    """The byte-level path against JSON parsing plus full validation."""
+    agrees(_canonical(raw), lambda: decode_input_validated(_load(raw)))
 
 
 def test_canonical_bytes_take_the_byte_level_path() -> None:
