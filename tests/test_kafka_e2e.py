@@ -48,6 +48,12 @@ def mmflow(*args: str) -> list[str]:
     return [sys.executable, "-m", "mmflow.cli", *args]
 
 
+def run_ok(*args: str, timeout: float = 300) -> None:
+    """Run an ``mmflow`` command to its end; it must succeed (its stderr tail says why not)."""
+    done = subprocess.run(mmflow(*args), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def start(args: list[str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         args,
@@ -110,16 +116,17 @@ def test_live_loop_end_to_end_and_offline_replay(
     flow = start(mmflow("run", "--metrics-port", str(port), *cfg_args), tmp_path / "flow.log")
     try:
         # Paced at 30x the recorded speed, so intents reach the venue while their market is still there.
-        fed = subprocess.run(
-            mmflow(
-                "feed", "--quotes", str(BTC_QUOTES), "--trades", str(BTC_TRADES), "--speed", "30", *cfg_args
-            ),
-            cwd=REPO,
-            capture_output=True,
-            text=True,
+        run_ok(
+            "feed",
+            "--quotes",
+            str(BTC_QUOTES),
+            "--trades",
+            str(BTC_TRADES),
+            "--speed",
+            "30",
+            *cfg_args,
             timeout=300,
         )
-        assert fed.returncode == 0, fed.stderr
         fills_topic = f"{prefix}.fills"
         samples = wait_settled(
             port, "BTCUSDT", lambda: 87_402 + len(read_topic(settings.kafka, fills_topic, 1.0))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import orjson
@@ -12,7 +11,7 @@ from connectors.recorder import read_topic
 from mmflow.config import load_settings
 from tests.conftest import SOL_QUOTES, SOL_TRADES
 from tests.kafka_broker import create_topic
-from tests.test_kafka_e2e import REPO, mmflow, start, stop, topic_sets
+from tests.test_kafka_e2e import mmflow, run_ok, start, stop, topic_sets
 from tests.test_metrics_http import free_port, scrape
 
 pytestmark = pytest.mark.kafka
@@ -51,36 +50,15 @@ def test_kill_switch_halts_and_resume_restarts_quoting(
     port = free_port()
     flow = start(mmflow("run", "--metrics-port", str(port), *args), tmp_path / "flow.log")
     try:
-        fed = subprocess.run(
-            mmflow("feed", "--quotes", str(SOL_QUOTES), "--trades", str(SOL_TRADES), *args),
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert fed.returncode == 0, fed.stderr
+        run_ok("feed", "--quotes", str(SOL_QUOTES), "--trades", str(SOL_TRADES), *args, timeout=120)
         wait_for(lambda: (gauge(port, "maker_events_total", "SOLUSDT") or 0) >= 383 + 165)
         assert gauge(port, "maker_kill_switch_active", "SOLUSDT") == 0
 
-        halted = subprocess.run(
-            mmflow("control", "halt", "--all", "--reason", "test", *args),
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert halted.returncode == 0, halted.stderr
+        run_ok("control", "halt", "--all", "--reason", "test", *args, timeout=60)
         wait_for(lambda: gauge(port, "maker_kill_switch_active", "SOLUSDT") == 1)
         assert gauge(port, "maker_kill_switch_active", "BTCUSDT") == 1  # "--all" reached every market
 
-        resumed = subprocess.run(
-            mmflow("control", "resume", "--market", "SOLUSDT", *args),
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert resumed.returncode == 0, resumed.stderr
+        run_ok("control", "resume", "--market", "SOLUSDT", *args, timeout=60)
         wait_for(lambda: gauge(port, "maker_kill_switch_active", "SOLUSDT") == 0)
         assert gauge(port, "maker_kill_switch_active", "BTCUSDT") == 1  # resuming is per market, explicit
         time.sleep(1.0)

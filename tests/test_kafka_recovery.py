@@ -25,7 +25,7 @@ from mmflow.models import Fill
 from mmflow.wire import decode_input, encode
 from tests.conftest import BTC_QUOTES, BTC_TRADES
 from tests.kafka_broker import create_topic
-from tests.test_kafka_e2e import REPO, mmflow, start, stop, topic_sets, wait_settled
+from tests.test_kafka_e2e import REPO, mmflow, run_ok, start, stop, topic_sets, wait_settled
 from tests.test_metrics_http import free_port
 from tests.test_replay import BTC_CONFIG, independent_fifo
 
@@ -102,10 +102,7 @@ def test_sigkill_mid_run_then_restart_matches_an_uninterrupted_run(
     ref = f"{unique_topic_prefix}-ref"
     make_topics(kafka_bootstrap, ref)
     publish(kafka_bootstrap, ref, events, fills)
-    done = subprocess.run(
-        mmflow("run", "--until-end", *args(ref)), cwd=REPO, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_ok("run", "--until-end", *args(ref), timeout=300)
     reference = final_state(
         load_settings("phase2", BTC_CONFIG, [*sets, f"kafka.state_topic={ref}.state"]), ref
     )
@@ -130,14 +127,16 @@ def test_sigkill_mid_run_then_restart_matches_an_uninterrupted_run(
     flow.wait(10)
     feeder.join(120)
     assert killed_at < len(events), "the kill must land before the input ends"
-    resumed = subprocess.run(
-        mmflow("run", "--until-end", "--recovery-dir", str(recovery), "--snapshot-interval", "1", *args(run)),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    run_ok(
+        "run",
+        "--until-end",
+        "--recovery-dir",
+        str(recovery),
+        "--snapshot-interval",
+        "1",
+        *args(run),
         timeout=300,
     )
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
     after = final_state(load_settings("phase2", BTC_CONFIG, [*sets, f"kafka.state_topic={run}.state"]), run)
 
     for key in ("final_inventory_base", "realized_pnl_quote", "fees_quote"):

@@ -13,7 +13,7 @@ from mmflow.config import load_settings
 from mmflow.wire import decode_intent
 from tests.conftest import BTC_QUOTES, BTC_TRADES, SOL_QUOTES, SOL_TRADES
 from tests.kafka_broker import create_topic
-from tests.test_kafka_e2e import REPO, mmflow, topic_sets
+from tests.test_kafka_e2e import REPO, mmflow, run_ok, topic_sets
 from tests.test_metrics_http import free_port
 
 pytestmark = pytest.mark.kafka
@@ -42,34 +42,21 @@ def test_two_processes_or_two_threads_give_the_same_intents_as_one(
     ):
         create_topic(kafka_bootstrap, topic, partitions=4)
     args = [a for s in base for a in ("--set", s)]
-    feed = subprocess.run(
-        mmflow(
-            "feed",
-            "--quotes",
-            str(BTC_QUOTES),
-            "--quotes",
-            str(SOL_QUOTES),
-            "--trades",
-            str(BTC_TRADES),
-            "--trades",
-            str(SOL_TRADES),
-            *args,
-        ),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    run_ok(
+        "feed",
+        "--quotes",
+        str(BTC_QUOTES),
+        "--quotes",
+        str(SOL_QUOTES),
+        "--trades",
+        str(BTC_TRADES),
+        "--trades",
+        str(SOL_TRADES),
+        *args,
         timeout=300,
     )
-    assert feed.returncode == 0, feed.stderr
 
-    one = subprocess.run(
-        mmflow("run", "--until-end", *args, "--set", f"kafka.intents_topic={prefix}.one"),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert one.returncode == 0, one.stderr[-2000:]
+    run_ok("run", "--until-end", *args, "--set", f"kafka.intents_topic={prefix}.one", timeout=300)
     addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
     procs = [
         subprocess.Popen(
@@ -95,14 +82,16 @@ def test_two_processes_or_two_threads_give_the_same_intents_as_one(
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-2000:]
 
-    threads = subprocess.run(
-        mmflow("run", "--until-end", "--workers", "2", *args, "--set", f"kafka.intents_topic={prefix}.three"),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    run_ok(
+        "run",
+        "--until-end",
+        "--workers",
+        "2",
+        *args,
+        "--set",
+        f"kafka.intents_topic={prefix}.three",
         timeout=300,
     )
-    assert threads.returncode == 0, threads.stderr[-2000:]
 
     settings = load_settings(None, None, base)
     single, double, two_threads = (
