@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import strategies as st
 
 pytest_plugins = ["tests.kafka_broker"]
 
@@ -22,3 +24,25 @@ def data_dir() -> Path:
             f"real market data not found at {DATA} (expected ../shared/data beside the repo)"
         )
     return DATA
+
+
+def json_values(
+    text: int, key: int, width: int, leaves: int
+) -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
+    """(scalars, nested values) of arbitrary JSON for the bad-input property tests: strings up to
+    ``text`` characters, object keys up to ``key``, lists and objects up to ``width`` items."""
+    scalar = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**63), max_value=2**64 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=text),
+    )
+    value = st.recursive(
+        scalar,
+        lambda kids: (
+            st.lists(kids, max_size=width) | st.dictionaries(st.text(max_size=key), kids, max_size=width)
+        ),
+        max_leaves=leaves,
+    )
+    return scalar, value

@@ -41,6 +41,7 @@ from flows.runtime import MarketRuntime
 from mmflow.config import load_settings
 from mmflow.models import BookTick, Control, DeadLetter, Fill, Trade
 from mmflow.wire import encode
+from tests.conftest import json_values
 
 D = Decimal
 SETTINGS = load_settings()
@@ -185,18 +186,7 @@ def base_steps(draw: st.DrawFn) -> list[tuple[Any, ...]]:
 
 # -- bad records ---------------------------------------------------------------------------------
 
-json_scalar = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**63), max_value=2**64 - 1),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=12),
-)
-json_value = st.recursive(
-    json_scalar,
-    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3),
-    max_leaves=8,
-)
+json_scalar, json_value = json_values(12, 6, 3, 8)
 not_a_string = st.one_of(
     st.none(),
     st.booleans(),

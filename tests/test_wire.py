@@ -21,6 +21,7 @@ from flows.engine import make_decoder
 from mmflow.config import load_settings
 from mmflow.models import BookTick, CancelAllIntent, DeadLetter, Fill, HedgeIntent, QuoteIntent, Trade
 from mmflow.wire import WireError, decode_input, decode_intent, encode
+from tests.conftest import json_values
 
 D = Decimal
 EXAMPLES = TallyCounter()
@@ -299,18 +300,7 @@ fill_doc = st.fixed_dictionaries(
 )
 valid_doc = st.one_of(book_doc, trade_doc, fill_doc)
 
-json_scalar = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**63), max_value=2**64 - 1),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=20),
-)
-json_value = st.recursive(
-    json_scalar,
-    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
-    max_leaves=12,
-)
+json_scalar, json_value = json_values(20, 8, 4, 12)
 bad_value = st.one_of(
     json_value,
     st.sampled_from(
