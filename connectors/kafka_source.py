@@ -29,11 +29,12 @@ from mmflow.config import KafkaConfig
 
 log = logging.getLogger("mmflow.kafka")
 
-#: Longest an idle worker waits for a message before it hands control back to Bytewax. The wait
-#: holds up whatever else the worker has to do (the last messages are still moving down the
-#: dataflow, one operator per step), so it is short: with 1 ms, an intent left the flow 0.36 ms
-#: after its tick (median); with 0.2 ms, 0.25 ms, for a few thousand idle wake-ups a second.
-IDLE_BLOCK_S = 0.0002
+#: Longest an idle worker waits inside librdkafka before it hands control back to Bytewax; a
+#: message ends the wait at once. librdkafka counts in whole milliseconds, so 1 ms is the shortest
+#: real wait: anything less is a poll that never waits, and the worker spins a full core. On two
+#: cores shared with the broker that spin cost more than it saved: at 2,000 ticks/s tick-to-intent
+#: p99 was 4.8-5.8 ms spinning (107% of a core) and 2.3-3.5 ms waiting (40%), runs alternated.
+IDLE_BLOCK_S = 0.001
 
 #: "Call again at once": a time already past. The waiting happens in the consumer instead.
 _DUE = datetime(1970, 1, 1, tzinfo=UTC)
