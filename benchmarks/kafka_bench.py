@@ -231,29 +231,46 @@ class _Arrivals:
         return samples
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a live process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _paced(
-    prod: Producer, reader: _Arrivals, rate: float, seconds: float, send: Callable[[int, int], None]
-) -> list[float]:
+    prod: Producer,
+    reader: _Arrivals,
+    rate: float,
+    seconds: float,
+    send: Callable[[int, int], None],
+    watch: int | None = None,
+) -> tuple[list[float], float]:
     """Call ``send(i, now_us)`` at a steady ``rate`` for two seconds of warm-up (clients connect,
-    estimators fill; not measured) and then ``seconds``; return the reader's samples."""
+    estimators fill; not measured) and then ``seconds``. Returns the reader's samples and the
+    share of one core that process ``watch`` used while they were taken (NaN without one)."""
     warm = int(rate * 2)
+    cpu_start = wall_start = float("nan")
     start = time.perf_counter()
     for i in range(warm + int(rate * seconds)):
         if i == warm:
             reader.clear()
+            wall_start = time.perf_counter()
+            if watch:
+                cpu_start = cpu_seconds(watch)
         due = start + i / rate
         while (delay := due - time.perf_counter()) > 0:
             time.sleep(min(delay, 0.0005))
         send(i, time.time_ns() // 1000)
         prod.poll(0)
+    busy = (cpu_seconds(watch) - cpu_start) / (time.perf_counter() - wall_start) if watch else float("nan")
     prod.flush(30)
-    return reader.stop()
+    return reader.stop(), busy
 
 
-def latency(bootstrap: str, events: Sequence[Any], rate: float, seconds: float) -> list[float]:
+def latency(bootstrap: str, events: Sequence[Any], rate: float, seconds: float) -> tuple[list[float], float]:
     """Tick-to-intent latency at a steady ``rate``: each tick carries the producer's wall clock as
     its receive time, each intent carries its tick's receive time, a reader notes arrival.
-    Returns the samples (ms)."""
+    Returns the samples (ms) and the flow process's CPU use (share of one core) meanwhile."""
     prefix = f"lat-{uuid.uuid4().hex[:8]}"
     # Every mid change is worth an intent here, so there are thousands of samples.
     extra = ["strategy.quoting.refresh_tolerance_bps=0", "strategy.safety.stale_enabled=false"]
@@ -284,7 +301,7 @@ def latency(bootstrap: str, events: Sequence[Any], rate: float, seconds: float) 
         tick = replace(e, ts_recv=now_us, ts_exchange=now_us, **extra_id)
         prod.produce(settings.kafka.market_data_topic, key=e.market.encode(), value=encode(tick))
 
-    result = _paced(prod, reader, rate, seconds, send)
+    result = _paced(prod, reader, rate, seconds, send, watch=flow.pid)
     flow.kill()
     flow.wait(10)
     return result
@@ -301,7 +318,7 @@ def bare_latency(bootstrap: str, rate: float, seconds: float) -> list[float]:
     def send(i: int, now_us: int) -> None:
         prod.produce(topic, value=str(now_us).encode())
 
-    return _paced(prod, reader, rate, seconds, send)
+    return _paced(prod, reader, rate, seconds, send)[0]
 
 
 def scaling(bootstrap: str, events: Sequence[Any], markets: Sequence[str]) -> dict[int, float]:

@@ -144,19 +144,24 @@ def main() -> None:
             whole.append(flow_whole)
         bare, e2e, e2e_whole = statistics.median(bares), statistics.median(steady), statistics.median(whole)
         print(f"kafka: bare {bare:,.0f}, flow {e2e:,.0f} steady, {e2e_whole:,.0f} with start-up", flush=True)
-        # Three runs pooled: one run gives ~600 intents, too few for a steady p99.9. On two cores
-        # shared with the broker the tail moves from run to run, so each run's p99 is shown too.
+        # Five runs: the target is the median of their p99s, like every other figure here (on two
+        # cores shared with the broker the tail moves from run to run). One run gives ~600
+        # intents, too few for a steady p99.9, so the pooled samples are shown as well.
         # Settle before timing latency: the throughput topic goes (its log would otherwise be
         # written back to disk during the runs), dirty pages are flushed now, and the bare round
         # trip runs first, warming the broker's produce and fetch paths.
         kb.drop_topics(ksettings)
         os.sync()
         rtt = kb.percentiles(kb.bare_latency(bootstrap, rate=2000, seconds=20))
-        runs = [kb.latency(bootstrap, events, rate=2000, seconds=20) for _ in range(3)]
+        runs, cpus = zip(
+            *(kb.latency(bootstrap, events, rate=2000, seconds=20) for _ in range(5)), strict=True
+        )
         lat = kb.percentiles([x for r in runs for x in r])
-        per_run = ", ".join(f"{kb.percentiles(r)['p99']:.2f}" for r in runs)
+        p99s = [kb.percentiles(r)["p99"] for r in runs]
+        p99 = statistics.median(p99s)
+        per_run = ", ".join(f"{x:.2f}" for x in p99s)
         print("bare round trip", rtt, flush=True)
-        print("latency", lat, flush=True)
+        print("latency", lat, "p99 of each run", per_run, "flow CPU", cpus, flush=True)
         scale = kb.scaling(bootstrap, events, ["BTCUSDT", "ETHUSDT", "SOLUSDT", "SOL-USD"])
         print("scaling", scale, flush=True)
         kafka_rows = [
@@ -164,9 +169,11 @@ def main() -> None:
             f"| same, including process start-up and partition assignment | {e2e_whole:,.0f} ev/s |",
             f"| bare confluent-kafka consumer, same topic (ceiling) | {bare:,.0f} ev/s |",
             f"| flow / bare consumer | {e2e / bare:.2f} |",
-            f"| tick-to-intent latency at 2,000 ev/s, {lat['samples']:,} intents (3 runs pooled) | p50 "
-            f"{lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, p99.9 {lat['p99.9']:.2f} ms, max {lat['max']:.2f} ms "
-            f"(p99 of each run: {per_run} ms) |",
+            f"| tick-to-intent p99 at 2,000 ev/s, median of {len(runs)} runs of 20 s | {p99:.2f} ms "
+            f"(each run: {per_run} ms) |",
+            f"| same, {lat['samples']:,} intents of all runs pooled | p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, "
+            f"p99.9 {lat['p99.9']:.2f} ms, max {lat['max']:.2f} ms |",
+            f"| flow process CPU meanwhile (median of the runs; 100% = one core) | {statistics.median(cpus):.0%} |",
             f"| same path without the flow: produce -> consume round trip at 2,000 msg/s | p50 {rtt['p50']:.2f} ms, "
             f"p99 {rtt['p99']:.2f} ms, p99.9 {rtt['p99.9']:.2f} ms |",
             f"| 4 markets x 87,402 events, 4 partitions, 1 process (wall, start-up included) | {scale[1]:,.0f} ev/s |",
@@ -175,7 +182,7 @@ def main() -> None:
         targets += [
             ("Kafka end to end, 1 worker", ">= 100,000 ev/s", f"{e2e:,.0f}", e2e >= 100_000),
             ("Kafka end to end vs bare consumer", ">= 0.5", f"{e2e / bare:.2f}", e2e / bare >= 0.5),
-            ("tick-to-intent p99 at 2,000 ev/s", "< 5 ms", f"{lat['p99']:.2f} ms", lat["p99"] < 5.0),
+            ("tick-to-intent p99 at 2,000 ev/s (median of runs)", "< 5 ms", f"{p99:.2f} ms", p99 < 5.0),
         ]
         kafka("down")
 
