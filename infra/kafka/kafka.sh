@@ -122,6 +122,8 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 log.retention.hours=24
+# A deleted topic's files go within a second, not a minute later in the middle of the next run.
+file.delete.delay.ms=1000
 # A development broker on a few cores: fewer request threads, fewer context switches.
 num.network.threads=1
 num.io.threads=2
