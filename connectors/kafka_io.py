@@ -177,4 +177,7 @@ def publish_event(prod: Producer, topic: str, event: Any) -> None:
 
 
 def producer(cfg: KafkaConfig, **more: str) -> Producer:
-    return Producer(client_config(cfg, **{"linger.ms": "5", "compression.type": "lz4", **more}))
+    """The producer of the feed, the venue and the tools. Idempotent: a request the broker wrote
+    but could not acknowledge (it went down) is retried without being written twice."""
+    conf = {"linger.ms": "5", "compression.type": "lz4", "enable.idempotence": "true", **more}
+    return Producer(client_config(cfg, **conf))

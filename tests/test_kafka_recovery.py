@@ -237,6 +237,8 @@ def test_broker_restart_during_a_live_run_loses_nothing(tmp_path, unique_topic_p
             timeout=240,
         )
         fills = [decode_input(v) for v in read_topic(settings.kafka, f"{prefix}.fills", idle_s=2.0)]
+        # The feed's retries across the outage wrote nothing twice (its producer is idempotent).
+        assert len(read_topic(settings.kafka, f"{prefix}.md", idle_s=2.0)) == 87_402
     finally:
         stop(flow)
         stop(venue)
