@@ -78,13 +78,14 @@ def fill_topic(settings: Settings, events: Sequence[Any], partitions: int) -> No
     prod.flush(120)
 
 
-def drop_topics(settings: Settings) -> None:
-    """Delete the benchmark's topics (every topic named with its prefix)."""
+def drop_topics(settings: Settings) -> list[str]:
+    """Delete the benchmark's topics (every topic named with its prefix); returns their names."""
     admin = AdminClient(client_config(settings.kafka))
     prefix = settings.kafka.market_data_topic.rsplit(".", 1)[0] + "."
     names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
     for future in admin.delete_topics(names).values():
         future.result(timeout=30)
+    return names
 
 
 def bare_consumer(settings: Settings, total: int) -> float:

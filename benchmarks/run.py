@@ -89,17 +89,19 @@ def broker_data_dir() -> Path:
     return shm / "mmflow-bench-kafka" if shm.is_dir() and os.access(shm, os.W_OK) else REPO / ".kafka-data"
 
 
-def settle_broker(settings: Settings) -> None:
+def settle_broker(settings: Settings, data_dir: Path) -> None:
     """Give the latency runs a broker that carries nothing from the throughput runs: their topics
     deleted and their files gone (the broker removes them in the background, which would land in
     the samples), and the page cache's dirty pages written out. The broker keeps running: a
     restarted one answered slower for a minute (its JIT starts cold)."""
     from benchmarks import kafka_bench as kb
 
-    kb.drop_topics(settings)
-    logs = broker_data_dir() / "logs"
+    dropped = tuple(f"{name}-" for name in kb.drop_topics(settings))
+    logs = data_dir / "logs"  # kafka.sh keeps the broker's log there
+    # A partition's directory is first renamed "<topic>-<n>.<id>-delete", then removed: wait for
+    # both, since the rename itself comes a moment after the deletion is acknowledged.
     deadline = time.monotonic() + 120
-    while any(logs.glob("*-delete")) and time.monotonic() < deadline:
+    while any(p.name.startswith(dropped) for p in logs.iterdir()) and time.monotonic() < deadline:
         time.sleep(0.5)
     os.sync()
 
@@ -181,7 +183,7 @@ def main() -> None:
         # intents, too few for a steady p99.9, so the pooled samples are shown as well.
         # Settle before timing latency; the bare round trip runs first, warming the broker's
         # produce and fetch paths.
-        settle_broker(ksettings)
+        settle_broker(ksettings, data_dir)
         rtt = kb.percentiles(kb.bare_latency(bootstrap, rate=2000, seconds=20))
         runs, cpus = zip(
             *(kb.latency(bootstrap, events, rate=2000, seconds=20) for _ in range(5)), strict=True
