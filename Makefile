@@ -31,8 +31,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
 lint: $(STAMP)
-	$(BIN)/ruff check mmflow flows connectors tests benchmarks
-	$(BIN)/ruff format --check mmflow flows connectors tests benchmarks
+	$(BIN)/ruff check mmflow flows connectors cli tests benchmarks
+	$(BIN)/ruff format --check mmflow flows connectors cli tests benchmarks
 
 kafka-up:
 	bash infra/kafka/kafka.sh up

@@ -20,11 +20,18 @@ import orjson
 from bytewax.testing import run_main
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from mmflow.connectors.kafka_io import (
+    client_config,
+    create_topics,
+    flow_sink,
+    producer,
+    publish_event,
+    to_message,
+)
+from mmflow.connectors.kafka_source import THROUGHPUT, RawKafkaSource
+from mmflow.connectors.metrics import Metrics
+from mmflow.flows.engine import build_flow, tune_gc
 
-from connectors.kafka_io import client_config, create_topics, flow_sink, producer, publish_event, to_message
-from connectors.kafka_source import THROUGHPUT, RawKafkaSource
-from connectors.metrics import Metrics
-from flows.engine import build_flow, tune_gc
 from mmflow.config import Settings, load_settings
 from mmflow.models import BookTick, Trade
 from mmflow.wire import encode
@@ -286,7 +293,7 @@ def latency(bootstrap: str, events: Sequence[Any], rate: float, seconds: float) 
         "MMFLOW_RUN_CONFIRM_WRITES": "0",  # as `mmflow run` without a recovery directory
     }
     flow = subprocess.Popen(
-        [sys.executable, "-m", "bytewax.run", "flows.live:build()"],
+        [sys.executable, "-m", "bytewax.run", "mmflow.flows.live:build()"],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from flows.runtime import MarketRuntime
+from mmflow.flows.runtime import MarketRuntime
+
 from mmflow.config import InstrumentSpec, Settings, load_settings
 
 

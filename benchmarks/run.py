@@ -22,8 +22,9 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from flows.replay import load_inputs, run_events
-from flows.runtime import MarketRuntime
+from mmflow.flows.replay import load_inputs, run_events
+from mmflow.flows.runtime import MarketRuntime
+
 from mmflow.config import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,8 +18,8 @@ from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from mmflow.connectors.metrics import get_metrics
 
-from connectors.metrics import get_metrics
 from mmflow.config import KafkaConfig
 from mmflow.wire import encode
 
@@ -88,7 +88,7 @@ def create_topics(cfg: KafkaConfig, partitions: int, topics: Iterable[str] | Non
 
 def flow_source(cfg: KafkaConfig, tail: bool = True, batch_size: int = 10_000) -> Any:
     """Market data, fills and operator controls, from the beginning (or the recovery offsets)."""
-    from connectors.kafka_source import RawKafkaSource
+    from mmflow.connectors.kafka_source import RawKafkaSource
 
     return RawKafkaSource(cfg, [cfg.market_data_topic, cfg.fills_topic, cfg.control_topic], tail, batch_size)
 

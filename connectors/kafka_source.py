@@ -22,9 +22,9 @@ from typing import Any
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
+from mmflow.connectors.kafka_io import client_config, create_topics
+from mmflow.connectors.metrics import get_metrics
 
-from connectors.kafka_io import client_config, create_topics
-from connectors.metrics import get_metrics
 from mmflow.config import KafkaConfig
 
 log = logging.getLogger("mmflow.kafka")

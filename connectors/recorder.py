@@ -14,9 +14,9 @@ from pathlib import Path
 import orjson
 import polars as pl
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from mmflow.connectors.files import events_frame
+from mmflow.connectors.kafka_io import client_config, journal_topic
 
-from connectors.files import events_frame
-from connectors.kafka_io import client_config, journal_topic
 from mmflow.config import KafkaConfig
 from mmflow.wire import WireError, decode_input, decode_intent
 
@@ -66,7 +66,7 @@ def _journal_frame(values: list[bytes]) -> pl.DataFrame:
 
 
 def record(cfg: KafkaConfig, out: Path, idle_s: float = 3.0) -> dict[str, Path]:
-    from flows.replay import INTENT_SCHEMA, _frame, intent_row
+    from mmflow.flows.replay import INTENT_SCHEMA, _frame, intent_row
 
     out.mkdir(parents=True, exist_ok=True)
     events = []

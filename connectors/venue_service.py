@@ -11,9 +11,9 @@ import time
 from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaException
+from mmflow.connectors.kafka_io import client_config, producer, redacted
+from mmflow.connectors.paper_venue import PaperVenue
 
-from connectors.kafka_io import client_config, producer, redacted
-from connectors.paper_venue import PaperVenue
 from mmflow.config import Settings
 from mmflow.models import BookTick, Fill, Intent, Trade
 from mmflow.wire import WireError, decode_input, decode_intent, encode

@@ -21,9 +21,9 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 from confluent_kafka import Message as KafkaMessage
+from mmflow.connectors.metrics import Metrics
+from mmflow.flows.runtime import MarketRuntime, Output
 
-from connectors.metrics import Metrics
-from flows.runtime import MarketRuntime, Output
 from mmflow.config import Settings
 from mmflow.models import BookTick, Control, DeadLetter, Fill, InputEvent, Trade
 from mmflow.wire import WireError, decode_input

@@ -1,4 +1,4 @@
-"""The flow on Kafka, for ``python -m bytewax.run "flows.live:build()"`` (see ``mmflow run``).
+"""The flow on Kafka, for ``python -m bytewax.run "mmflow.flows.live:build()"`` (see ``mmflow run``).
 
 Settings come from the environment: ``MMFLOW_RUN_PRESET``, ``MMFLOW_RUN_CONFIG`` (YAML path),
 ``MMFLOW_RUN_SET`` (JSON list of dotted overrides) and the usual ``MMFLOW_*`` variables.
@@ -20,10 +20,10 @@ import os
 from functools import partial
 
 from bytewax.dataflow import Dataflow
+from mmflow.connectors.kafka_io import flow_sink, flow_source, to_message
+from mmflow.connectors.metrics import get_metrics
+from mmflow.flows.engine import build_flow, tune_gc
 
-from connectors.kafka_io import flow_sink, flow_source, to_message
-from connectors.metrics import get_metrics
-from flows.engine import build_flow, tune_gc
 from mmflow.config import load_settings
 
 

@@ -18,13 +18,19 @@ from typing import Any
 import polars as pl
 from bytewax.run import cli_main
 from bytewax.testing import run_main
+from mmflow.connectors.files import (
+    dead_letters_frame,
+    merge_arrival,
+    merge_journal,
+    read_events,
+    read_journal,
+)
+from mmflow.connectors.metrics import Metrics
+from mmflow.connectors.sinks import KindSink
+from mmflow.connectors.sources import EventListSource
+from mmflow.flows.engine import build_flow, tune_gc
 from tqdm import tqdm
 
-from connectors.files import dead_letters_frame, merge_arrival, merge_journal, read_events, read_journal
-from connectors.metrics import Metrics
-from connectors.sinks import KindSink
-from connectors.sources import EventListSource
-from flows.engine import build_flow, tune_gc
 from mmflow.config import Settings
 from mmflow.models import DeadLetter, Fill, InputEvent, Intent
 
@@ -264,7 +270,7 @@ def replay(
     if out_dir is not None:
         write_outputs(out_dir, by_kind, summary)
         if report:
-            from connectors.report import write_report
+            from mmflow.connectors.report import write_report
 
             write_report(out_dir)
     return ReplayResult(summary, by_kind, out_dir)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.paper_venue import PaperVenue
+from mmflow.connectors.paper_venue import PaperVenue
+
 from mmflow.config import Settings
 from mmflow.models import BookTick, Control, DeadLetter, Fill, InputEvent, Intent, Trade
 from mmflow.stats import MarketStats

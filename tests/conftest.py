@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import strategies as st
 
-pytest_plugins = ["tests.kafka_broker"]
+pytest_plugins = ["tests.integration.kafka_broker"]
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BTC_QUOTES = DATA / "binance-futures_quotes_2024-08-08_BTCUSDT.csv.gz"

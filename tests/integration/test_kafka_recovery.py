@@ -17,17 +17,17 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import Producer
+from mmflow.connectors.recorder import read_topic
+from mmflow.flows.replay import load_inputs, replay
 
-from connectors.recorder import read_topic
-from flows.replay import load_inputs, replay
 from mmflow.config import Settings, load_settings
 from mmflow.models import Fill
 from mmflow.wire import decode_input, encode
 from tests.conftest import BTC_QUOTES, BTC_TRADES
-from tests.kafka_broker import create_topic
-from tests.test_kafka_e2e import REPO, mmflow, run_ok, start, stop, topic_sets, wait_settled
-from tests.test_metrics_http import free_port
-from tests.test_replay import BTC_CONFIG, independent_fifo
+from tests.integration.kafka_broker import create_topic
+from tests.integration.test_kafka_e2e import REPO, mmflow, run_ok, start, stop, topic_sets, wait_settled
+from tests.integration.test_metrics_http import free_port
+from tests.integration.test_replay import BTC_CONFIG, independent_fifo
 
 pytestmark = pytest.mark.kafka
 

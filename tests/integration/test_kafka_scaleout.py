@@ -7,14 +7,14 @@ import subprocess
 
 import polars as pl
 import pytest
+from mmflow.connectors.recorder import read_topic
 
-from connectors.recorder import read_topic
 from mmflow.config import load_settings
 from mmflow.wire import decode_intent
 from tests.conftest import BTC_QUOTES, BTC_TRADES, SOL_QUOTES, SOL_TRADES
-from tests.kafka_broker import create_topic
-from tests.test_kafka_e2e import REPO, mmflow, run_ok, topic_sets
-from tests.test_metrics_http import free_port
+from tests.integration.kafka_broker import create_topic
+from tests.integration.test_kafka_e2e import REPO, mmflow, run_ok, topic_sets
+from tests.integration.test_metrics_http import free_port
 
 pytestmark = pytest.mark.kafka
 

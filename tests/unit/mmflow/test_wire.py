@@ -15,9 +15,9 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mmflow.connectors.metrics import Metrics
+from mmflow.flows.engine import make_decoder
 
-from connectors.metrics import Metrics
-from flows.engine import make_decoder
 from mmflow.config import load_settings
 from mmflow.models import BookTick, CancelAllIntent, DeadLetter, Fill, HedgeIntent, QuoteIntent, Trade
 from mmflow.wire import WireError, decode_input, decode_intent, encode

@@ -17,10 +17,10 @@ from dataclasses import replace
 from decimal import Decimal as D
 
 import pytest
+from mmflow.connectors.metrics import Metrics
+from mmflow.flows.engine import make_decoder
+from mmflow.flows.runtime import MarketRuntime
 
-from connectors.metrics import Metrics
-from flows.engine import make_decoder
-from flows.runtime import MarketRuntime
 from mmflow.config import load_settings
 from mmflow.models import (
     BookTick,

@@ -5,7 +5,7 @@ import time
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from tests.kafka_broker import create_topic
+from tests.integration.kafka_broker import create_topic
 
 
 @pytest.mark.kafka

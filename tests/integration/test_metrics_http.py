@@ -6,10 +6,10 @@ import socket
 import urllib.request
 from decimal import Decimal
 
+from mmflow.connectors.metrics import Metrics
+from mmflow.flows.replay import load_inputs, replay
 from prometheus_client.parser import text_string_to_metric_families
 
-from connectors.metrics import Metrics
-from flows.replay import load_inputs, replay
 from mmflow.config import load_settings
 from tests.conftest import SOL_QUOTES, SOL_TRADES
 

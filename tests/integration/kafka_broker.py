@@ -1,6 +1,6 @@
 """Pytest plugin: a real Kafka broker for the tests that need one.
 
-Register from tests/conftest.py with ``pytest_plugins = ["tests.kafka_broker"]``.
+Register from tests/conftest.py with ``pytest_plugins = ["tests.integration.kafka_broker"]``.
 
 The session fixture ``kafka_bootstrap`` returns a bootstrap-servers string, taken
 from the first of these that works:
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 KAFKA_SH = REPO_ROOT / "infra" / "kafka" / "kafka.sh"
 UP_TIMEOUT_S = 300
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from mmflow.cli.main import main as cli_main
+from mmflow.flows.replay import load_inputs, replay
 
-from flows.replay import load_inputs, replay
-from mmflow.cli import main as cli_main
 from mmflow.config import load_settings
 from tests.conftest import BTC_QUOTES, BTC_TRADES, SOL_QUOTES, SOL_TRADES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BTC_CONFIG = REPO / "infra" / "config" / "btcusdt-tight.yaml"
 
 

@@ -6,13 +6,13 @@ import time
 
 import orjson
 import pytest
+from mmflow.connectors.recorder import read_topic
 
-from connectors.recorder import read_topic
 from mmflow.config import load_settings
 from tests.conftest import SOL_QUOTES, SOL_TRADES
-from tests.kafka_broker import create_topic
-from tests.test_kafka_e2e import mmflow, run_ok, start, stop, topic_sets
-from tests.test_metrics_http import free_port, scrape
+from tests.integration.kafka_broker import create_topic
+from tests.integration.test_kafka_e2e import mmflow, run_ok, start, stop, topic_sets
+from tests.integration.test_metrics_http import free_port, scrape
 
 pytestmark = pytest.mark.kafka
 

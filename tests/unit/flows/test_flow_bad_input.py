@@ -33,11 +33,11 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from mmflow.connectors.metrics import Metrics
+from mmflow.flows.engine import make_decoder
+from mmflow.flows.replay import replay, run_events
+from mmflow.flows.runtime import MarketRuntime
 
-from connectors.metrics import Metrics
-from flows.engine import make_decoder
-from flows.replay import replay, run_events
-from flows.runtime import MarketRuntime
 from mmflow.config import load_settings
 from mmflow.models import BookTick, Control, DeadLetter, Fill, Trade
 from mmflow.wire import encode

@@ -5,8 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from mmflow.connectors.paper_venue import PaperVenue
 
-from connectors.paper_venue import PaperVenue
 from mmflow.config import VenueConfig, load_settings
 from mmflow.models import BookTick, CancelAllIntent, Fill, HedgeIntent, QuoteIntent, Trade
 

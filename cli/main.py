@@ -63,7 +63,7 @@ def _settings(args: argparse.Namespace, preset: str | None = None) -> Settings:
 
 
 def _serve_metrics(port: int | None) -> Any:
-    from connectors.metrics import Metrics
+    from mmflow.connectors.metrics import Metrics
 
     metrics = Metrics()
     if port is not None:
@@ -73,7 +73,7 @@ def _serve_metrics(port: int | None) -> Any:
 
 
 def _load(args: argparse.Namespace, settings: Settings) -> list[Any]:
-    from flows.replay import load_inputs
+    from mmflow.flows.replay import load_inputs
 
     if not args.quotes and not args.trades:
         raise ConfigError("give at least one of --quotes / --trades")
@@ -82,7 +82,7 @@ def _load(args: argparse.Namespace, settings: Settings) -> list[Any]:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from flows.replay import replay
+    from mmflow.flows.replay import replay
 
     settings = _settings(args)
     events = _load(args, settings)
@@ -108,7 +108,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def _compare(
     events: list[Any], runs: dict[str, Settings], out: Path | None, quiet: bool
 ) -> dict[str, dict[str, Any]]:
-    from flows.replay import replay
+    from mmflow.flows.replay import replay
 
     results = {}
     for name, settings in runs.items():
@@ -133,7 +133,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The embedded default: synthetic market, phase 1 vs phase 2, no file and no Kafka needed."""
-    from connectors.synthetic import describe, generate
+    from mmflow.connectors.synthetic import describe, generate
 
     events = generate(seconds=args.seconds, seed=args.seed)
     d = describe(events)
@@ -205,7 +205,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     try:
-        from mmflow import cli_live
+        from mmflow.cli import live as cli_live
 
         cli_live.register(sub, _common)
     except ImportError:  # pragma: no cover - live commands are optional in a minimal install

@@ -18,18 +18,18 @@ from pathlib import Path
 import polars as pl
 import pytest
 from confluent_kafka import Producer
+from mmflow.connectors.recorder import read_topic, record
+from mmflow.flows.replay import load_inputs, replay
 
-from connectors.recorder import read_topic, record
-from flows.replay import load_inputs, replay
 from mmflow.config import load_settings
 from mmflow.wire import decode_input
 from tests.conftest import BTC_QUOTES, BTC_TRADES
-from tests.kafka_broker import create_topic
-from tests.test_metrics_http import free_port, scrape
-from tests.test_replay import BTC_CONFIG, independent_fifo
+from tests.integration.kafka_broker import create_topic
+from tests.integration.test_metrics_http import free_port, scrape
+from tests.integration.test_replay import BTC_CONFIG, independent_fifo
 
 pytestmark = pytest.mark.kafka
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MALFORMED = [b"not json", b'{"v":1,"type":"book","market":"BTCUSDT"}', b'{"v":7,"type":"trade"}']
 
 

@@ -6,10 +6,10 @@ import time
 
 import pytest
 from confluent_kafka import Producer
+from mmflow.connectors.kafka_source import RawKafkaSource
 
-from connectors.kafka_source import RawKafkaSource
 from mmflow.config import load_settings
-from tests.kafka_broker import create_topic
+from tests.integration.kafka_broker import create_topic
 
 pytestmark = pytest.mark.kafka
 

@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
+from mmflow.connectors.metrics import Metrics
 
-from connectors.metrics import Metrics
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 COMPOSE = INFRA / "docker-compose.yml"
 DOCKERFILE = INFRA / "Dockerfile"

@@ -24,7 +24,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from connectors.kafka_io import create_topics
+    from mmflow.connectors.kafka_io import create_topics
 
     created = create_topics(_settings(args).kafka, args.partitions)
     print(f"created {created or 'nothing (all exist)'}")
@@ -33,8 +33,9 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 def cmd_feed(args: argparse.Namespace) -> int:
     """Publish a recording to the market-data topic, paced or as fast as possible."""
-    from connectors.kafka_io import producer, publish_event
-    from flows.replay import load_inputs
+    from mmflow.connectors.kafka_io import producer, publish_event
+    from mmflow.flows.replay import load_inputs
+
     from mmflow.models import Fill
 
     settings = _settings(args)
@@ -73,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         sets.append(f"kafka.bootstrap_servers={args.bootstrap}")
     env["MMFLOW_RUN_SET"] = json.dumps(sets)
     _settings(args)  # fail here, naming the field, rather than inside the workers
-    target = "flows.live:build(tail=False)" if args.until_end else "flows.live:build()"
+    target = "mmflow.flows.live:build(tail=False)" if args.until_end else "mmflow.flows.live:build()"
     cmd = [sys.executable, "-m", "bytewax.run", target, "-w", str(args.workers)]
     if args.process_id is not None:
         cmd += ["-i", str(args.process_id), "-a", args.addresses]
@@ -100,8 +101,8 @@ def cmd_recovery_init(args: argparse.Namespace) -> int:
 
 
 def cmd_venue(args: argparse.Namespace) -> int:
-    from connectors.metrics import get_metrics
-    from connectors.venue_service import VenueService
+    from mmflow.connectors.metrics import get_metrics
+    from mmflow.connectors.venue_service import VenueService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = _settings(args)
@@ -115,7 +116,8 @@ def cmd_control(args: argparse.Namespace) -> int:
     """The kill switch: publish a halt or resume for one market or all to the control topic."""
     import uuid
 
-    from connectors.kafka_io import producer
+    from mmflow.connectors.kafka_io import producer
+
     from mmflow.models import Control
     from mmflow.wire import encode
 
@@ -144,7 +146,7 @@ def cmd_control(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from connectors.recorder import record
+    from mmflow.connectors.recorder import record
 
     paths = record(_settings(args).kafka, Path(args.out), idle_s=args.idle)
     for name, path in paths.items():

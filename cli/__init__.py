@@ -1,0 +1,1 @@
+"""The command line: the top layer, which alone may import flows, connectors and the core."""
