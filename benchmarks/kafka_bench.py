@@ -17,22 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+
+from mmflow.config import Settings, load_settings
 from mmflow.connectors.kafka_io import (
     client_config,
     create_topics,
-    flow_sink,
     producer,
     publish_event,
-    to_message,
 )
 from mmflow.connectors.kafka_source import THROUGHPUT, RawKafkaSource
 from mmflow.connectors.metrics import Metrics
 from mmflow.flows.engine import build_flow, tune_gc
-
-from mmflow.config import Settings, load_settings
+from mmflow.flows.live import route
 from mmflow.models import BookTick, Trade
 from mmflow.wire import encode
 
@@ -152,16 +152,8 @@ def flow_throughput(settings: Settings, total: int) -> tuple[float, float]:
 
     cfg = settings.kafka
     source = Timed(cfg, [cfg.market_data_topic, cfg.fills_topic, cfg.control_topic], tail=False)
-    from functools import partial
-
-    flow = build_flow(
-        source,
-        flow_sink(cfg, confirm=False),
-        settings,
-        Metrics(),
-        paper=False,
-        route=partial(to_message, cfg),
-    )
+    flow = Dataflow("mmflow-bench")
+    route(build_flow(flow, source, settings, Metrics(), paper=False), cfg, confirm=False)
     tune_gc()  # as flows.live does in a real run
     start = time.perf_counter()
     run_main(flow)

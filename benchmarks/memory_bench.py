@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from mmflow.flows.runtime import MarketRuntime
-
 from mmflow.config import InstrumentSpec, Settings, load_settings
+from mmflow.flows.runtime import MarketRuntime
+from mmflow.outputs import Outputs
 
 
 def rss_bytes() -> int:
@@ -34,7 +34,7 @@ def markets_state(events: Sequence[Any], n: int, per_market: int) -> dict[str, f
     for i in range(n):
         market = f"M{i:04d}"
         rt = MarketRuntime(market, settings)
-        out: list[Any] = []
+        out = Outputs()
         for e in events[:per_market]:
             rt.process(replace(e, market=market), out)
         runtimes.append(rt)
@@ -51,13 +51,13 @@ def state_over_time(
     """Pickled state of one market after more and more events: it must stay flat."""
     settings = settings or load_settings("phase2")
     rt = MarketRuntime(events[0].market, settings)
-    out: list[Any] = []
+    out = Outputs()
     result = []
     done = 0
     for mark in checkpoints:
         for e in events[done:mark]:
             rt.process(e, out)
         done = mark
-        out.clear()
+        out = Outputs()
         result.append((mark, len(pickle.dumps(rt)) / 1024))
     return result

@@ -22,10 +22,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from mmflow.flows.replay import load_inputs, run_events
-from mmflow.flows.runtime import MarketRuntime
-
 from mmflow.config import Settings, load_settings
+from mmflow.connectors.files import load_inputs
+from mmflow.flows.replay import run_events
+from mmflow.flows.runtime import MarketRuntime
+from mmflow.outputs import Outputs
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -45,7 +46,7 @@ def median_rate(n: int, fn: Callable[[], object], runs: int) -> float:
 
 def core_loop(events: list, settings: Settings) -> None:
     rt = MarketRuntime("BTCUSDT", settings)
-    out: list = []
+    out = Outputs()
     for e in events:
         rt.process(e, out)
     rt.finish(out)
@@ -114,7 +115,7 @@ def main() -> None:
     ap.add_argument("--no-kafka", action="store_true", help="only the figures that need no broker")
     args = ap.parse_args()
     settings = load_settings("phase2", CONFIG)
-    events, _ = load_inputs([QUOTES], [TRADES], [], settings)
+    events, _ = load_inputs([QUOTES], [TRADES], [], settings.markets)
     n = len(events)
     fig: dict[str, str] = {}
     broker_note = ""

@@ -9,11 +9,20 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mmflow.cli.args import common
 from mmflow.config import Settings, load_settings
+from mmflow.connectors.files import load_inputs
+from mmflow.connectors.kafka_io import create_topics, producer, publish_event
+from mmflow.connectors.metrics import get_metrics
+from mmflow.connectors.recorder import record
+from mmflow.connectors.venue_service import VenueService
+from mmflow.models import Control, Fill
+from mmflow.wire import encode
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -24,8 +33,6 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from mmflow.connectors.kafka_io import create_topics
-
     created = create_topics(_settings(args).kafka, args.partitions)
     print(f"created {created or 'nothing (all exist)'}")
     return 0
@@ -33,13 +40,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 def cmd_feed(args: argparse.Namespace) -> int:
     """Publish a recording to the market-data topic, paced or as fast as possible."""
-    from mmflow.connectors.kafka_io import producer, publish_event
-    from mmflow.flows.replay import load_inputs
-
-    from mmflow.models import Fill
-
     settings = _settings(args)
-    events, dead = load_inputs(args.quotes or [], args.trades or [], [], settings)
+    events, dead = load_inputs(args.quotes or [], args.trades or [], [], settings.markets)
     if dead:
         print(f"feed: {len(dead)} invalid rows skipped (first: {dead[0].reason})", file=sys.stderr)
     prod = producer(settings.kafka)
@@ -101,9 +103,6 @@ def cmd_recovery_init(args: argparse.Namespace) -> int:
 
 
 def cmd_venue(args: argparse.Namespace) -> int:
-    from mmflow.connectors.metrics import get_metrics
-    from mmflow.connectors.venue_service import VenueService
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = _settings(args)
     if args.metrics_port is not None:
@@ -114,13 +113,6 @@ def cmd_venue(args: argparse.Namespace) -> int:
 
 def cmd_control(args: argparse.Namespace) -> int:
     """The kill switch: publish a halt or resume for one market or all to the control topic."""
-    import uuid
-
-    from mmflow.connectors.kafka_io import producer
-
-    from mmflow.models import Control
-    from mmflow.wire import encode
-
     settings = _settings(args)
     market = "*" if args.all else args.market
     if not market:
@@ -146,15 +138,13 @@ def cmd_control(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from mmflow.connectors.recorder import record
-
     paths = record(_settings(args).kafka, Path(args.out), idle_s=args.idle)
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
 
 
-def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(sub: Any) -> None:
     def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         common(p)

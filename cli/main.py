@@ -1,4 +1,4 @@
-"""The ``mmflow`` command line: demo, replay, compare, and the live Kafka processes."""
+"""The ``mmflow`` command line: demo, replay, compare, and the live Kafka processes (``live``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mmflow.cli import live
+from mmflow.cli.args import common, inputs
 from mmflow.config import ConfigError, Settings, load_settings
+from mmflow.connectors.files import load_inputs
+from mmflow.connectors.metrics import Metrics
+from mmflow.connectors.synthetic import describe, generate
+from mmflow.flows.replay import replay
 
 VALIDATION_ROWS: tuple[tuple[str, str], ...] = (
     ("realized PnL (quote)", "realized_pnl_quote"),
@@ -62,9 +68,7 @@ def _settings(args: argparse.Namespace, preset: str | None = None) -> Settings:
     return load_settings(preset or args.preset, args.config, args.set)
 
 
-def _serve_metrics(port: int | None) -> Any:
-    from mmflow.connectors.metrics import Metrics
-
+def _serve_metrics(port: int | None) -> Metrics:
     metrics = Metrics()
     if port is not None:
         metrics.serve(port)
@@ -73,17 +77,13 @@ def _serve_metrics(port: int | None) -> Any:
 
 
 def _load(args: argparse.Namespace, settings: Settings) -> list[Any]:
-    from mmflow.flows.replay import load_inputs
-
     if not args.quotes and not args.trades:
         raise ConfigError("give at least one of --quotes / --trades")
-    events, dead = load_inputs(args.quotes, args.trades, args.fills or [], settings)
+    events, dead = load_inputs(args.quotes, args.trades, args.fills or [], settings.markets)
     return [*dead, *events]
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from mmflow.flows.replay import replay
-
     settings = _settings(args)
     events = _load(args, settings)
     metrics = _serve_metrics(args.metrics_port)
@@ -108,8 +108,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def _compare(
     events: list[Any], runs: dict[str, Settings], out: Path | None, quiet: bool
 ) -> dict[str, dict[str, Any]]:
-    from mmflow.flows.replay import replay
-
     results = {}
     for name, settings in runs.items():
         res = replay(events, settings, out / name if out else None, progress=not quiet)
@@ -133,8 +131,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The embedded default: synthetic market, phase 1 vs phase 2, no file and no Kafka needed."""
-    from mmflow.connectors.synthetic import describe, generate
-
     events = generate(seconds=args.seconds, seed=args.seed)
     d = describe(events)
     print(
@@ -147,35 +143,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(comparison_table(results))
     print(f"\nreports: {out / 'phase1' / 'report.html'}  {out / 'phase2' / 'report.html'}")
     return 0
-
-
-def _common(p: argparse.ArgumentParser, preset_multi: bool = False) -> None:
-    if preset_multi:
-        p.add_argument("--preset", action="append", choices=["phase1", "phase2"], help="repeatable")
-        p.add_argument("--config", action="append", help="YAML settings file (repeatable)")
-    else:
-        p.add_argument("--preset", choices=["phase1", "phase2"], default="phase2")
-        p.add_argument("--config", help="YAML settings file")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. strategy.hedger.trigger_base=0.02",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def _inputs(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--quotes", action="append", default=[], help="Tardis quotes CSV(.gz) or an mmflow recording"
-    )
-    p.add_argument(
-        "--trades", action="append", default=[], help="Tardis trades CSV(.gz) or an mmflow recording"
-    )
-    p.add_argument(
-        "--fills", action="append", help="recorded fills or a live journal (faithful mode: no venue)"
-    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -191,25 +158,20 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("replay", help="replay recorded market data through the flow")
-    _inputs(p)
-    _common(p)
+    inputs(p)
+    common(p)
     p.add_argument("--out", required=True)
     p.add_argument("--metrics-port", type=int)
     p.add_argument("--no-report", action="store_true")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("compare", help="validation metrics of several presets/configs side by side")
-    _inputs(p)
-    _common(p, preset_multi=True)
+    inputs(p)
+    common(p, preset_multi=True)
     p.add_argument("--out")
     p.set_defaults(func=cmd_compare)
 
-    try:
-        from mmflow.cli import live as cli_live
-
-        cli_live.register(sub, _common)
-    except ImportError:  # pragma: no cover - live commands are optional in a minimal install
-        pass
+    live.register(sub)
     return ap
 
 

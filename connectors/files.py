@@ -228,6 +228,29 @@ def read_events(
     return _to_events(df), dead
 
 
+def load_inputs(
+    quotes: Sequence[str | Path],
+    trades: Sequence[str | Path],
+    fills: Sequence[str | Path],
+    markets: Iterable[str] | None = None,
+) -> tuple[list[InputEvent], list[DeadLetter]]:
+    """Read every file, validate in bulk, merge by arrival time (see ``merge_arrival``).
+
+    A fills file recorded from a live flow's journal (``after_events`` column) is merged by
+    position instead, which reproduces the live flow's order exactly.
+    """
+    streams, dead, journal = [], [], []
+    for path in [*quotes, *trades, *fills]:
+        if str(path).endswith(".parquet") and "after_events" in pl.read_parquet_schema(path):
+            journal.extend(read_journal(path))
+            continue
+        events, bad = read_events(path, markets)
+        streams.append(events)
+        dead.extend(bad)
+    merged = merge_arrival(streams)
+    return (merge_journal(merged, journal) if journal else merged), dead
+
+
 def arrival_key(event: InputEvent) -> int:
     """The flow's clock: receive time for market data, execution time for fills."""
     return event.ts if isinstance(event, Fill) else event.ts_recv
@@ -295,18 +318,3 @@ def write_recording(events: Iterable[InputEvent], path: str | Path) -> Path:
     path = Path(path)
     events_frame(events).write_parquet(path)
     return path
-
-
-def dead_letters_frame(dead: Iterable[DeadLetter]) -> pl.DataFrame:
-    return pl.DataFrame(
-        [
-            {
-                "source": d.source,
-                "market": d.market,
-                "reason": d.reason,
-                "raw": d.raw.decode("utf-8", "replace"),
-            }
-            for d in dead
-        ],
-        schema={"source": pl.Utf8, "market": pl.Utf8, "reason": pl.Utf8, "raw": pl.Utf8},
-    )

@@ -18,9 +18,11 @@ from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from mmflow.connectors.metrics import get_metrics
 
 from mmflow.config import KafkaConfig
+from mmflow.connectors.metrics import get_metrics
+from mmflow.models import DeadLetter, Intent
+from mmflow.outputs import Journaled
 from mmflow.wire import encode
 
 _SECRET_HINTS = ("password", "secret", "token", "key")
@@ -86,33 +88,27 @@ def create_topics(cfg: KafkaConfig, partitions: int, topics: Iterable[str] | Non
     return wanted
 
 
-def flow_source(cfg: KafkaConfig, tail: bool = True, batch_size: int = 10_000) -> Any:
-    """Market data, fills and operator controls, from the beginning (or the recovery offsets)."""
-    from mmflow.connectors.kafka_source import RawKafkaSource
-
-    return RawKafkaSource(cfg, [cfg.market_data_topic, cfg.fills_topic, cfg.control_topic], tail, batch_size)
+def intent_message(cfg: KafkaConfig, intent: Intent) -> KafkaSinkMessage[bytes, bytes]:
+    return KafkaSinkMessage(intent.market.encode(), encode(intent), topic=cfg.intents_topic)
 
 
-def to_message(cfg: KafkaConfig, item: tuple[str, Any]) -> KafkaSinkMessage | None:
-    """Route one flow output to its topic; outputs with no topic (timeline, fill) return None.
+def journal_message(cfg: KafkaConfig, entry: Journaled) -> KafkaSinkMessage[bytes, bytes]:
+    """A booked input with its position (``after_events``) for the journal topic."""
+    event = entry.event
+    value = encode(event)[:-1] + b',"after_events":' + str(entry.after_events).encode() + b"}"
+    return KafkaSinkMessage(event.market.encode(), value, topic=journal_topic(cfg))
 
-    Fills are never published: on Kafka the venue is its own process and owns the fills topic,
-    and a fill the flow consumed must not be written back to it.
-    """
-    kind, payload = item
-    if kind == "intent":
-        return KafkaSinkMessage(payload.market.encode(), encode(payload), topic=cfg.intents_topic)
-    if kind == "journal":
-        event, after = payload
-        value = encode(event)[:-1] + b',"after_events":' + str(after).encode() + b"}"
-        return KafkaSinkMessage(event.market.encode(), value, topic=journal_topic(cfg))
-    if kind == "summary":  # end of input (``mmflow run --until-end``): the final per-market state
-        return KafkaSinkMessage(payload["market"].encode(), orjson.dumps(payload), topic=cfg.state_topic)
-    if kind == "dead":
-        headers = [("reason", payload.reason.encode()), ("source", payload.source.encode())]
-        key = payload.market.encode() if payload.market else None
-        return KafkaSinkMessage(key, payload.raw, topic=cfg.dead_letter_topic, headers=headers)
-    return None
+
+def summary_message(cfg: KafkaConfig, summary: dict[str, Any]) -> KafkaSinkMessage[bytes, bytes]:
+    """The final per-market state at the end of input (``mmflow run --until-end``)."""
+    return KafkaSinkMessage(summary["market"].encode(), orjson.dumps(summary), topic=cfg.state_topic)
+
+
+def dead_letter_message(cfg: KafkaConfig, dead: DeadLetter) -> KafkaSinkMessage[bytes | None, bytes]:
+    """The original bytes, with why and from where in the headers."""
+    headers = [("reason", dead.reason.encode()), ("source", dead.source.encode())]
+    key = dead.market.encode() if dead.market else None
+    return KafkaSinkMessage(key, dead.raw, topic=cfg.dead_letter_topic, headers=headers)
 
 
 class _SinkPartition(StatelessSinkPartition[KafkaSinkMessage[bytes | None, bytes]]):

@@ -22,10 +22,10 @@ from typing import Any
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
-from mmflow.connectors.kafka_io import client_config, create_topics
-from mmflow.connectors.metrics import get_metrics
 
 from mmflow.config import KafkaConfig
+from mmflow.connectors.kafka_io import client_config, create_topics
+from mmflow.connectors.metrics import get_metrics
 
 log = logging.getLogger("mmflow.kafka")
 

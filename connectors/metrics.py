@@ -7,11 +7,14 @@ cannot tell the difference, and the hot path stays free of lock-taking metric ca
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from mmflow.outputs import Outputs
+from mmflow.stats import MarketStats
+from mmflow.view import MarketView
 
 LATENCY_BUCKETS = (
     1e-6,
@@ -117,53 +120,45 @@ class Metrics:
         self.child("dead_letters", source, reason.split(":")[0][:60]).inc()
 
     def observe(
-        self, runtime: Any, n_events: int, seconds: float, outputs: Iterable[tuple[str, Any]]
+        self, view: MarketView, stats: MarketStats, n_events: int, seconds: float, out: Outputs
     ) -> None:
-        """Refresh one market's metrics after a batch of ``n_events`` that took ``seconds``."""
-        market = runtime.market
-        mk, st = runtime.maker, runtime.stats
+        """Refresh one market's metrics from its state after a batch of ``n_events`` that took
+        ``seconds`` and produced ``out``."""
+        market = view.market
         f = float
         c = self.child
-        c("realized", market).set(f(mk.realized))
-        c("regime", market).set(mk.regime.state)
-        c("volatility", market).set(mk.vol.value_bps)
-        c("trend", market).set(int(mk.trend.active(mk.now_us)))
-        c("pnl_guard", market).set(int(mk.pnl_guard.active))
-        c("inventory", market).set(f(mk.inventory))
-        c("spread", market).set(mk.quoted_spread_bps)
-        if mk.mid is not None:
-            c("mid", market).set(f(mk.mid))
-            c("unrealized", market).set(f(mk.fifo.unrealized(mk.mid)))
-        safety = mk.safety
-        c("stale", market).set(int(safety.stale))
-        c("operator_halt", market).set(int(safety.operator_halted))
-        c("loss_halt", market).set(int(safety.loss_halted))
-        bid_ok, ask_ok = safety.position_sides(mk.inventory)
-        c("position_limit", market).set(int(not (bid_ok and ask_ok)))
-        for kind, payload in outputs:
-            if kind == "dead":
-                self.dead_letter(payload.source, payload.reason)
-            elif kind == "fill":
-                c("fills", market, payload.source).inc()
-            elif kind == "intent":
-                c("intents", market, payload.type).inc()
+        c("realized", market).set(f(view.realized_pnl))
+        c("regime", market).set(view.regime)
+        c("volatility", market).set(view.volatility_bps)
+        c("trend", market).set(int(view.trend_guard))
+        c("pnl_guard", market).set(int(view.pnl_guard))
+        c("inventory", market).set(f(view.inventory))
+        c("spread", market).set(view.spread_bps)
+        if view.mid is not None:
+            c("mid", market).set(f(view.mid))
+        if view.unrealized_pnl is not None:
+            c("unrealized", market).set(f(view.unrealized_pnl))
+        c("stale", market).set(int(view.stale_guard))
+        c("operator_halt", market).set(int(view.operator_halt))
+        c("loss_halt", market).set(int(view.loss_halt))
+        c("position_limit", market).set(int(view.position_limit))
+        for dead in out.dead:
+            self.dead_letter(dead.source, dead.reason)
+        for fill in out.fills:
+            c("fills", market, fill.source).inc()
+        for intent in out.intents:
+            c("intents", market, intent.type).inc()
         if n_events:
             c("events", market).inc(n_events)
             c("latency", market).observe(seconds / n_events)
-        counts = {
-            "pnl": mk.pnl_guard.engagements,
-            "trend": mk.trend.engagements,
-            "stale": safety.stale_engagements,
-            "loss_limit": safety.loss_halts,
-            "kill_switch": safety.operator_halts,
-        }
+        counts = view.guard_engagements()
         with self._lock:
             last = self._last.setdefault(market, {"hv": Decimal(0), "hc": Decimal(0)})
-            c("hedge_volume", market).inc(f(st.hedge_volume - last["hv"]))
-            c("hedge_cost", market).inc(max(0.0, f(st.hedge_cost - last["hc"])))
+            c("hedge_volume", market).inc(f(stats.hedge_volume - last["hv"]))
+            c("hedge_cost", market).inc(max(0.0, f(stats.hedge_cost - last["hc"])))
             for guard, count in counts.items():
                 c("guard_engagements", market, guard).inc(count - last.get(guard, 0))
-            last.update(hv=st.hedge_volume, hc=st.hedge_cost, **counts)
+            last.update(hv=stats.hedge_volume, hc=stats.hedge_cost, **counts)
 
 
 _METRICS: Metrics | None = None

@@ -14,10 +14,11 @@ from pathlib import Path
 import orjson
 import polars as pl
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from mmflow.connectors.files import events_frame
-from mmflow.connectors.kafka_io import client_config, journal_topic
 
 from mmflow.config import KafkaConfig
+from mmflow.connectors.files import events_frame
+from mmflow.connectors.kafka_io import client_config, journal_topic
+from mmflow.connectors.tables import intents_frame
 from mmflow.wire import WireError, decode_input, decode_intent
 
 
@@ -66,8 +67,6 @@ def _journal_frame(values: list[bytes]) -> pl.DataFrame:
 
 
 def record(cfg: KafkaConfig, out: Path, idle_s: float = 3.0) -> dict[str, Path]:
-    from mmflow.flows.replay import INTENT_SCHEMA, _frame, intent_row
-
     out.mkdir(parents=True, exist_ok=True)
     events = []
     for raw in read_topic(cfg, cfg.market_data_topic, idle_s):
@@ -83,5 +82,5 @@ def record(cfg: KafkaConfig, out: Path, idle_s: float = 3.0) -> dict[str, Path]:
     events_frame(events).write_parquet(paths["marketdata"])
     _journal_frame(read_topic(cfg, journal_topic(cfg), idle_s)).write_parquet(paths["journal"])
     intents = [decode_intent(raw) for raw in read_topic(cfg, cfg.intents_topic, idle_s)]
-    _frame([intent_row(i) for i in intents], INTENT_SCHEMA).write_parquet(paths["intents"])
+    intents_frame(intents).write_parquet(paths["intents"])
     return paths

@@ -32,34 +32,20 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-# Reference lines drawn on the panels (strategy thresholds, see mmflow.config).
-INVENTORY_LEVELS = (0.01, 0.05)
-PNL_GUARD_TRIGGER = -0.20
-VOLATILITY_THRESHOLD_BPS = 6.0
+from mmflow.connectors.tables import DEC, TIMELINE_SCHEMA  # noqa: E402
+
+# The reference lines (PnL-guard trigger, regime threshold, inventory thresholds) come from each
+# market's own effective settings, written by the run into summary.json ("thresholds"), so a run
+# with ``--set`` or per-market overrides is drawn as it ran.
 GUARD_OFFSET = 0.04  # vertical offset of pnl_guard so it does not hide trend_guard
 
 _FIG_SIZE = (13.0, 14.0)
 _DPI = 110
 _PNG_METADATA = {"Software": None}
 
-_TIMELINE_COLUMNS = {
-    "ts": pl.Int64,
-    "market": pl.Utf8,
-    "mid": pl.Float64,
-    "best_bid": pl.Float64,
-    "best_ask": pl.Float64,
-    "bid_px": pl.Float64,
-    "ask_px": pl.Float64,
-    "volatility_bps": pl.Float64,
-    "regime": pl.Int8,
-    "trend_guard": pl.Int8,
-    "pnl_guard": pl.Int8,
-    "inventory": pl.Float64,
-    "realized_pnl": pl.Float64,
-    "spread_bps": pl.Float64,
-    "stale_guard": pl.Int8,
-    "operator_halt": pl.Int8,
-    "loss_halt": pl.Int8,
+#: The timeline's columns (``connectors.tables.TIMELINE_SCHEMA``), as plotting types.
+_TIMELINE_COLUMNS: dict[str, Any] = {
+    name: pl.Float64 if dtype == DEC else dtype for name, dtype in TIMELINE_SCHEMA.items()
 }
 _FILL_COLUMNS = {
     "ts": pl.Int64,
@@ -152,6 +138,21 @@ def _step(ax: plt.Axes, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> None:
     ax.plot(xs, ys, drawstyle="steps-post", **kwargs)
 
 
+def reference_lines(thresholds: dict[str, Any] | None) -> dict[str, list[float]]:
+    """The dashed lines of each panel, from a market's effective settings as the run wrote them
+    (an output folder without them gets none rather than another run's numbers)."""
+    th = thresholds or {}
+
+    def values(*keys: str) -> list[float]:
+        return [float(th[k]) for k in keys if th.get(k) is not None]
+
+    return {
+        "inventory": values("asymmetric_base", "soft_cap_base"),
+        "pnl": values("pnl_guard_trigger_quote"),
+        "volatility": values("regime_threshold_bps"),
+    }
+
+
 def _safe_name(market: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", market) or "market"
 
@@ -162,6 +163,7 @@ def _plot_market(
     timeline: pl.DataFrame,
     fills: pl.DataFrame,
     png_path: pathlib.Path,
+    thresholds: dict[str, Any] | None = None,
 ) -> None:
     fig, axes = plt.subplots(
         5,
@@ -272,17 +274,16 @@ def _plot_market(
 
     # reference lines (drawn even without data so the panels keep their meaning)
     ax_inv.axhline(0.0, color="0.6", lw=0.6)
-    for i, level in enumerate(INVENTORY_LEVELS):
+    lines = reference_lines(thresholds)
+    for i, level in enumerate(lines["inventory"]):
         style = {"color": "0.45" if i == 0 else "tab:red", "ls": "--", "lw": 0.8}
         ax_inv.axhline(level, label=f"±{level:g}", **style)
         ax_inv.axhline(-level, **style)
     ax_pnl.axhline(0.0, color="0.6", lw=0.6)
-    ax_pnl.axhline(
-        PNL_GUARD_TRIGGER, color="tab:red", ls="--", lw=0.8, label=f"PnL guard {PNL_GUARD_TRIGGER:g}"
-    )
-    ax_vol.axhline(
-        VOLATILITY_THRESHOLD_BPS, color="0.3", ls="--", lw=0.8, label=f"{VOLATILITY_THRESHOLD_BPS:g} bps"
-    )
+    for trigger in lines["pnl"]:
+        ax_pnl.axhline(trigger, color="tab:red", ls="--", lw=0.8, label=f"PnL guard {trigger:g}")
+    for regime in lines["volatility"]:
+        ax_vol.axhline(regime, color="0.3", ls="--", lw=0.8, label=f"{regime:g} bps")
 
     ax_guard.set_ylim(-0.25, 1.25 + GUARD_OFFSET)
     ax_guard.set_yticks([0, 1], ["off", "on"])
@@ -356,6 +357,9 @@ def _market_table(stats: dict[str, Any], intents: dict[str, int]) -> str:
                         "",
                     )
                 )
+            continue
+        if key == "thresholds" and isinstance(value, dict):
+            rows.extend((f"setting: {html.escape(k)}", html.escape(_fmt(v)), "") for k, v in value.items())
             continue
         css = ""
         if key in _PNL_KEYS:
@@ -452,6 +456,7 @@ def write_report(out_dir: pathlib.Path) -> pathlib.Path:
             timeline.filter(pl.col("market") == market),
             fills.filter(pl.col("market") == market),
             png,
+            ((summary.get("markets") or {}).get(market) or {}).get("thresholds"),
         )
         pngs[market] = png
 

@@ -11,10 +11,10 @@ import time
 from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaException
-from mmflow.connectors.kafka_io import client_config, producer, redacted
-from mmflow.connectors.paper_venue import PaperVenue
 
 from mmflow.config import Settings
+from mmflow.connectors.kafka_io import client_config, producer, redacted
+from mmflow.connectors.paper_venue import PaperVenue
 from mmflow.models import BookTick, Fill, Intent, Trade
 from mmflow.wire import WireError, decode_input, decode_intent, encode
 

@@ -1,9 +1,11 @@
 """The market-making dataflow: input -> decode/validate -> key by market -> stateful step -> outputs.
 
-Sources and sinks are parameters, so the same flow replays files, runs on synthetic data and runs
-on Kafka. Items between steps are per-market chunks of events (one chunk per market per source
-batch): Bytewax's per-item cost is paid per chunk, not per tick, and the order of one market's
-events is never changed, so outputs are identical whatever the batch size.
+The source is a parameter and the result is typed streams (``FlowStreams``: intents, fills,
+journal, dead letters, timeline, summaries), as Bytewax's own Kafka operators return ``oks`` and
+``errs``: a replay collects them, the live flow routes each to its topic. Items between steps are
+per-market chunks of events (one chunk per market per source batch): Bytewax's per-item cost is
+paid per chunk, not per tick, and the order of one market's events is never changed, so outputs
+are identical whatever the batch size.
 """
 
 from __future__ import annotations
@@ -11,21 +13,23 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
-from bytewax.outputs import Sink
 from confluent_kafka import Message as KafkaMessage
-from mmflow.connectors.metrics import Metrics
-from mmflow.flows.runtime import MarketRuntime, Output
 
 from mmflow.config import Settings
-from mmflow.models import BookTick, Control, DeadLetter, Fill, InputEvent, Trade
+from mmflow.connectors.metrics import Metrics
+from mmflow.flows.runtime import MarketRuntime
+from mmflow.models import BookTick, Control, DeadLetter, Fill, InputEvent, Intent, Trade
+from mmflow.outputs import Journaled, Outputs
+from mmflow.view import MarketView
 from mmflow.wire import WireError, decode_input
 
 
@@ -94,16 +98,24 @@ def _add(chunks: dict[str, Chunk], event: InputEvent, origin: tuple[bytes, str] 
     chunk.origins.append(origin)
 
 
-def make_decoder(settings: Settings, metrics: Metrics) -> Callable[[list[Any]], list[tuple[str, Any]]]:
+@dataclass(slots=True)
+class Decoded:
+    """One source batch, decoded: per-market chunks in order, and the records refused."""
+
+    chunks: list[tuple[str, Chunk]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+def make_decoder(settings: Settings, metrics: Metrics) -> Callable[[list[Any]], list[Decoded]]:
     markets = frozenset(settings.markets)
 
-    def decode_batch(items: list[Any]) -> list[tuple[str, Any]]:
+    def decode_batch(items: list[Any]) -> list[Decoded]:
         chunks: dict[str, Chunk] = {}
-        out: list[tuple[str, Any]] = []
+        out: list[DeadLetter] = []
         for item in items:
             cls = type(item)
             if cls is DeadLetter:
-                out.append(("dead", item))
+                out.append(item)
                 continue
             origin = None
             if cls in _TYPED:
@@ -116,13 +128,11 @@ def make_decoder(settings: Settings, metrics: Metrics) -> Callable[[list[Any]], 
                 try:
                     event = decode_input(raw)
                 except WireError as err:
-                    out.append(("dead", DeadLetter(source=source, reason=str(err), raw=raw)))
+                    out.append(DeadLetter(source=source, reason=str(err), raw=raw))
                     continue
                 reason = validate(event, markets)
                 if reason is not None:
-                    out.append(
-                        ("dead", DeadLetter(source=source, reason=reason, raw=raw, market=event.market))
-                    )
+                    out.append(DeadLetter(source=source, reason=reason, raw=raw, market=event.market))
                     continue
                 origin = (raw, source)
             if type(event) is Control and event.market == "*":
@@ -131,15 +141,14 @@ def make_decoder(settings: Settings, metrics: Metrics) -> Callable[[list[Any]], 
                     _add(chunks, replace(event, market=market), origin)
                 continue
             _add(chunks, event, origin)
-        for _, dead in out:
+        for dead in out:
             metrics.dead_letter(dead.source, dead.reason)
-        out.extend(("chunk", (m, c)) for m, c in chunks.items())
-        return out
+        return [Decoded(list(chunks.items()), out)]
 
     return decode_batch
 
 
-class MarketLogic(StatefulBatchLogic[Chunk, Output, MarketRuntime]):
+class MarketLogic(StatefulBatchLogic[Chunk, Outputs, MarketRuntime]):
     """Bytewax's view of one market: feeds chunks to the runtime, reports metrics per batch.
 
     Bytewax builds the logic from the resume state alone, so a new market's runtime is created
@@ -164,32 +173,29 @@ class MarketLogic(StatefulBatchLogic[Chunk, Output, MarketRuntime]):
         self.runtime = resume
         self.live_clock = live_clock
         self._wall_at_data: datetime | None = None
-        self._stale_after = timedelta(seconds=settings.strategy.safety.stale_after_s)
 
     def notify_at(self) -> datetime | None:
         rt = self.runtime
         if not self.live_clock or rt is None or self._wall_at_data is None:
             return None
-        safety = rt.maker.safety
-        if safety.stale or not safety.cfg.stale_enabled:
-            return None
-        return self._wall_at_data + self._stale_after
+        budget = rt.maker.safety.silence_budget_us()
+        return None if budget is None else self._wall_at_data + timedelta(microseconds=budget)
 
-    def on_notify(self) -> tuple[list[Output], bool]:
+    def on_notify(self) -> tuple[list[Outputs], bool]:
         rt = self.runtime
-        out: list[Output] = []
+        out = Outputs()
         last = rt.maker.safety.last_data_us if rt is not None else None
         if rt is not None and last is not None and self._wall_at_data is not None:
             elapsed = datetime.now(UTC) - self._wall_at_data
             rt.check_stale(last + int(elapsed.total_seconds() * 1_000_000), out)
-            self.metrics.observe(rt, 0, 0.0, out)
-        return out, StatefulBatchLogic.RETAIN
+            self.metrics.observe(rt.view(), rt.stats, 0, 0.0, out)
+        return [out], StatefulBatchLogic.RETAIN
 
-    def on_batch(self, values: list[Chunk]) -> tuple[list[Output], bool]:
+    def on_batch(self, values: list[Chunk]) -> tuple[list[Outputs], bool]:
         runtime = self.runtime
         if runtime is None:
             runtime = self.runtime = MarketRuntime(values[0][0].market, self.settings, paper=self.paper)
-        out: list[Output] = []
+        out = Outputs()
         process = runtime.process
         start = time.perf_counter()
         n = 0
@@ -197,52 +203,64 @@ class MarketLogic(StatefulBatchLogic[Chunk, Output, MarketRuntime]):
             n += len(chunk)
             for event, origin in zip(chunk, chunk.origins, strict=True):
                 process(event, out, origin)
-        self.metrics.observe(runtime, n, time.perf_counter() - start, out)
+        self.metrics.observe(runtime.view(), runtime.stats, n, time.perf_counter() - start, out)
         if self.live_clock:
             self._wall_at_data = datetime.now(UTC)
-        return out, StatefulBatchLogic.RETAIN
+        return [out], StatefulBatchLogic.RETAIN
 
-    def on_eof(self) -> tuple[list[Output], bool]:
-        out: list[Output] = []
+    def on_eof(self) -> tuple[list[Outputs], bool]:
+        out = Outputs()
         if self.runtime is not None:
             self.runtime.finish(out)
-        return out, StatefulBatchLogic.RETAIN
+        return [out], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> MarketRuntime:
         assert self.runtime is not None
         return self.runtime
 
 
+@dataclass(frozen=True)
+class FlowStreams:
+    """The flow's outputs, one typed stream per kind."""
+
+    intents: Stream[Intent]
+    #: The embedded paper venue's fills (replays); empty on Kafka, where the venue is a process.
+    fills: Stream[Fill]
+    journal: Stream[Journaled]
+    #: Every refused record: by the decoder (bad bytes, unknown market) and by a market's state.
+    dead: Stream[DeadLetter]
+    timeline: Stream[MarketView]
+    summaries: Stream[dict[str, Any]]
+
+
 def build_flow(
+    flow: Dataflow,
     source: Source[Any],
-    sink: Sink[tuple[str, Any]],
     settings: Settings,
     metrics: Metrics,
     paper: bool = True,
-    flow_id: str = "mmflow",
-    route: Callable[[tuple[str, Any]], Any] | None = None,
     live_clock: bool = False,
-) -> Dataflow:
-    """The dataflow; every output reaches ``sink`` as ``(kind, payload)``.
-
-    Kinds: ``intent``, ``fill`` (paper venue), ``timeline``, ``summary`` (at end of input) and
-    ``dead`` (refused records, with their reason), ``journal`` (input fills with their position).
-    ``route``, when given, turns each output into what ``sink`` takes, or None to drop it.
-    """
-    flow = Dataflow(flow_id)
+) -> FlowStreams:
+    """Add the market-making steps to ``flow``; the caller attaches sinks to the streams."""
     raw = op.input("input", flow, source)
     decoded = op.flat_map_batch("decode", raw, make_decoder(settings, metrics))
-    split = op.branch("split", decoded, lambda kv: kv[0] == "chunk")
-    chunks = op.map("unwrap", split.trues, lambda kv: kv[1])
-
+    chunks = op.flat_map("chunks", decoded, attrgetter("chunks"))
     stepped = op.stateful_batch(
         "market",
         chunks,
         lambda resume: MarketLogic(settings, metrics, paper, resume, live_clock),  # type: ignore[arg-type]
     )
     outputs = op.map("drop_key", stepped, lambda kv: kv[1])
-    merged = op.merge("all_outputs", outputs, split.falses)
-    if route is not None:
-        merged = op.filter_map("route", merged, route)
-    op.output("out", merged, sink)
-    return flow
+
+    def kind(name: str) -> Stream[Any]:
+        return op.flat_map(name, outputs, attrgetter(name))
+
+    refused = op.flat_map("decode_errors", decoded, attrgetter("dead"))
+    return FlowStreams(
+        intents=kind("intents"),
+        fills=kind("fills"),
+        journal=kind("journal"),
+        dead=op.merge("dead_letters", refused, kind("dead")),
+        timeline=kind("timeline"),
+        summaries=kind("summaries"),
+    )

@@ -19,12 +19,39 @@ import json
 import os
 from functools import partial
 
+import bytewax.operators as op
 from bytewax.dataflow import Dataflow
-from mmflow.connectors.kafka_io import flow_sink, flow_source, to_message
-from mmflow.connectors.metrics import get_metrics
-from mmflow.flows.engine import build_flow, tune_gc
 
-from mmflow.config import load_settings
+from mmflow.config import KafkaConfig, load_settings
+from mmflow.connectors.kafka_io import (
+    dead_letter_message,
+    flow_sink,
+    intent_message,
+    journal_message,
+    summary_message,
+)
+from mmflow.connectors.kafka_source import RawKafkaSource
+from mmflow.connectors.metrics import get_metrics
+from mmflow.flows.engine import FlowStreams, build_flow, tune_gc
+
+
+def flow_source(cfg: KafkaConfig, tail: bool = True, batch_size: int = 10_000) -> RawKafkaSource:
+    """Market data, fills and operator controls, from the beginning (or the recovery offsets)."""
+    return RawKafkaSource(cfg, [cfg.market_data_topic, cfg.fills_topic, cfg.control_topic], tail, batch_size)
+
+
+def route(flow_streams: FlowStreams, cfg: KafkaConfig, confirm: bool) -> None:
+    """Each stream to its topic, through one sink. Fills and the timeline have no topic: on Kafka
+    the venue is its own process and owns the fills topic, and a fill the flow consumed must not
+    be written back to it."""
+    messages = op.merge(
+        "to_kafka",
+        op.map("intent_messages", flow_streams.intents, partial(intent_message, cfg)),
+        op.map("journal_messages", flow_streams.journal, partial(journal_message, cfg)),
+        op.map("dead_letter_messages", flow_streams.dead, partial(dead_letter_message, cfg)),
+        op.map("summary_messages", flow_streams.summaries, partial(summary_message, cfg)),
+    )
+    op.output("kafka_out", messages, flow_sink(cfg, confirm=confirm))
 
 
 def build(tail: bool = True) -> Dataflow:
@@ -39,13 +66,9 @@ def build(tail: bool = True) -> Dataflow:
     port = env.get("MMFLOW_RUN_METRICS_PORT")
     if port:
         metrics.serve(int(port), settings.metrics.host)
-    return build_flow(
-        flow_source(settings.kafka, tail=tail),
-        flow_sink(settings.kafka, confirm=env.get("MMFLOW_RUN_CONFIRM_WRITES", "1") != "0"),
-        settings,
-        metrics,
-        paper=False,
-        flow_id="mmflow-live",
-        route=partial(to_message, settings.kafka),
-        live_clock=True,
+    flow = Dataflow("mmflow-live")
+    streams = build_flow(
+        flow, flow_source(settings.kafka, tail=tail), settings, metrics, paper=False, live_clock=True
     )
+    route(streams, settings.kafka, confirm=env.get("MMFLOW_RUN_CONFIRM_WRITES", "1") != "0")
+    return flow

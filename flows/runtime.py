@@ -3,10 +3,10 @@
 No Bytewax here either: the dataflow's step, the plain-loop benchmark and the tests all drive
 ``MarketRuntime.process`` the same way, so they cannot disagree.
 
-Outputs are ``(kind, payload)`` pairs: ``("intent", Intent)``, ``("fill", Fill)``,
-``("journal", (event, n))`` for a fill or control that arrived as input after the market's n-th
-market event, ``("dead", DeadLetter)`` for an event refused before it touched any state,
-``("timeline", dict)`` and, at the end, ``("summary", dict)``.
+Outputs go to the typed lists of an ``Outputs`` (``mmflow.outputs``): intents, the paper venue's
+fills, journal entries (a fill or control that arrived as input after the market's n-th market
+event), dead letters (an event refused before it touched any state), timeline views and, at the
+end, the summary.
 
 Ordering inside one event (paper mode): the venue matches the event against the orders live
 at that instant, its fills are booked, then the maker decides on the event, then its intents go
@@ -18,16 +18,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from mmflow.config import Settings, StrategyConfig
 from mmflow.connectors.paper_venue import PaperVenue
-
-from mmflow.config import Settings
 from mmflow.models import BookTick, Control, DeadLetter, Fill, InputEvent, Intent, Trade
+from mmflow.outputs import Journaled, Outputs
 from mmflow.stats import MarketStats
 from mmflow.strategy.dedup import RecentIds
 from mmflow.strategy.market import MarketMaker
+from mmflow.view import MarketView
 from mmflow.wire import encode
 
-Output = tuple[str, Any]
+
+def _strategy(settings: Settings, market: str) -> StrategyConfig:
+    """The market's effective strategy: the shared one with the market's own overrides."""
+    return settings.strategy_for(market) if hasattr(settings, "strategy_for") else settings.strategy
 
 
 class MarketRuntime:
@@ -36,18 +40,19 @@ class MarketRuntime:
         if spec is None:
             raise KeyError(f"market {market!r} has no instrument spec in settings.markets")
         self.market = market
-        self.maker = MarketMaker(market, spec, settings.strategy)
-        window = settings.strategy.safety.dedup_window
+        strategy = _strategy(settings, market)
+        self.maker = MarketMaker(market, spec, strategy)
+        window = strategy.safety.dedup_window
         self.venue = PaperVenue(market, spec, settings.venue, window) if paper else None
         self.stats = MarketStats()
         self._timeline_us = max(1, int(settings.replay.timeline_interval_s * 1_000_000))
         self._next_timeline: int | None = None
-        self._trade_ids = RecentIds(settings.strategy.safety.dedup_window)
-        self._stale_us = int(settings.strategy.safety.stale_after_s * 1_000_000)
+        self._trade_ids = RecentIds(window)
         self._last_market_us: int | None = None
 
     def reject_reason(self, event: InputEvent) -> str | None:
-        """Why ``event`` must not touch this market's state, or None. Checked before any change."""
+        """Why market data must not touch this market's state, or None. Checked before any
+        change; a fill's duplicate check is the maker's (``MarketMaker.book_fill``)."""
         cls = type(event)
         if cls is BookTick or cls is Trade:
             last = self._last_market_us
@@ -55,12 +60,14 @@ class MarketRuntime:
                 return f"out of order: ts_recv {event.ts_recv} < {last} already processed"  # type: ignore[union-attr]
             if cls is Trade and event.trade_id and event.trade_id in self._trade_ids:  # type: ignore[union-attr]
                 return f"duplicate trade id {event.trade_id!r}"  # type: ignore[union-attr]
-        elif cls is Fill and event.fill_id in self.maker.dedup:  # type: ignore[union-attr]
-            return f"duplicate fill id {event.fill_id!r}"
         return None
 
+    def _refuse(self, event: InputEvent, reason: str, out: Outputs, origin: tuple[bytes, str] | None) -> None:
+        raw, source = origin if origin is not None else (encode(event), "flow")
+        out.dead.append(DeadLetter(source=source, reason=reason, raw=raw, market=self.market))
+
     # -- events ---------------------------------------------------------------------------------
-    def process(self, event: InputEvent, out: list[Output], origin: tuple[bytes, str] | None = None) -> None:
+    def process(self, event: InputEvent, out: Outputs, origin: tuple[bytes, str] | None = None) -> None:
         """Feed one event, appending every resulting output to ``out``.
 
         ``origin`` is the record's original bytes and source, kept for a refusal's dead letter;
@@ -68,16 +75,17 @@ class MarketRuntime:
         """
         reason = self.reject_reason(event)
         if reason is not None:
-            raw, source = origin if origin is not None else (encode(event), "flow")
-            out.append(("dead", DeadLetter(source=source, reason=reason, raw=raw, market=self.market)))
+            self._refuse(event, reason, out, origin)
             return
         maker, venue, stats = self.maker, self.venue, self.stats
         cls = type(event)
+        if cls is Fill and not maker.book_fill(event):  # type: ignore[arg-type]
+            self._refuse(event, f"duplicate fill id {event.fill_id!r}", out, origin)  # type: ignore[union-attr]
+            return
         if cls is BookTick or cls is Trade:
             now = self._last_market_us = event.ts_recv
             stats.advance(now)
-            last = maker.safety.last_data_us
-            if venue is not None and last is not None and now - last > self._stale_us:
+            if venue is not None:
                 # A gap in the data pulls the quotes first: the venue gets the cancel (stamped when
                 # the data went stale) before it matches the event that ends the gap, as it would
                 # have from the live timer; within the cancel latency they can still fill.
@@ -103,94 +111,82 @@ class MarketRuntime:
                 else max(event.ts, stats.last_us)
             )
             stats.advance(now)
-            intents = []
             if cls is Control:
                 intents = maker.on_control(event)  # type: ignore[arg-type]
-            elif maker.book_fill(event):  # type: ignore[arg-type]
-                self._count_fill(event, out)
+            else:  # a fill, booked above
+                self._count_fill(event, out)  # type: ignore[arg-type]
                 intents = maker.decide(now)
             # Where this input fell among the market's events: replay re-inserts it there.
-            out.append(("journal", (event, stats.books + stats.trades)))
+            out.journal.append(Journaled(event, stats.books + stats.trades))  # type: ignore[arg-type]
         if intents:
             self._emit(intents, out)
         if self._next_timeline is None or now >= self._next_timeline:
-            out.append(("timeline", self.timeline_row(now)))
+            out.timeline.append(maker.view(now))
             self._next_timeline = (now // self._timeline_us + 1) * self._timeline_us
 
-    def check_stale(self, now: int, out: list[Output]) -> None:
+    def check_stale(self, now: int, out: Outputs) -> None:
         """Fire the stale-data guard from a timer (live runs), as the next event would."""
         intents = self.maker.check_stale(now)
         if intents:
             self._emit(intents, out)
 
-    def _book_fills(self, fills: list[Fill], out: list[Output]) -> None:
+    def _book_fills(self, fills: list[Fill], out: Outputs) -> None:
         for fill in fills:
             self.maker.book_fill(fill)
             self._count_fill(fill, out)
 
-    def _count_fill(self, fill: Fill, out: list[Output]) -> None:
+    def _count_fill(self, fill: Fill, out: Outputs) -> None:
         self.stats.on_fill(fill, self.maker.inventory, self.maker.mid)
-        out.append(("fill", fill))
+        out.fills.append(fill)
 
-    def _emit(self, intents: list[Intent], out: list[Output]) -> None:
+    def _emit(self, intents: list[Intent], out: Outputs) -> None:
         for intent in intents:
             self.stats.on_intent(intent)
             if self.venue is not None:
                 self.venue.submit(intent)
-            out.append(("intent", intent))
+        out.intents.extend(intents)
 
     # -- views ----------------------------------------------------------------------------------
-    def timeline_row(self, now: int) -> dict[str, Any]:
-        m = self.maker
-        q = m.last_quote
-        return {
-            "ts": now,
-            "market": self.market,
-            "mid": m.mid,
-            "best_bid": m.best_bid,
-            "best_ask": m.best_ask,
-            "bid_px": q.bid_px if q else None,
-            "ask_px": q.ask_px if q else None,
-            "volatility_bps": round(m.vol.value_bps, 9),
-            "regime": m.regime.state,
-            "trend_guard": int(m.trend.active(now)),
-            "pnl_guard": int(m.pnl_guard.active),
-            "inventory": m.inventory,
-            "realized_pnl": m.realized,
-            "spread_bps": round(m.quoted_spread_bps, 9),
-            "stale_guard": int(m.safety.stale),
-            "operator_halt": int(m.safety.operator_halted),
-            "loss_halt": int(m.safety.loss_halted),
-        }
+    def view(self) -> MarketView:
+        return self.maker.view()
 
     def summary(self) -> dict[str, Any]:
-        m, s = self.maker, self.stats
+        """The analysis' validation metrics and the final state, plus the thresholds the
+        report draws (this market's effective settings, so a ``--set`` is drawn as it ran)."""
+        v, s, cfg = self.maker.view(), self.stats, self.maker.cfg
         return {
             "quotes": s.books,
             "trades": s.trades,
             "maker_fills": s.maker_fills,
             "hedge_fills": s.hedge_fills,
-            "realized_pnl_quote": str(m.realized),
+            "realized_pnl_quote": str(v.realized_pnl),
             "fees_quote": str(s.fees),
-            "final_inventory_base": str(m.inventory),
+            "final_inventory_base": str(v.inventory),
             "max_abs_inventory_base": str(s.max_abs_inventory),
             "inventory_time_share_below": s.time_shares(),
-            "pnl_guard_engagements": m.pnl_guard.engagements,
-            "trend_guard_engagements": m.trend.engagements,
-            "regime_switches": m.regime.switches,
+            "pnl_guard_engagements": v.pnl_guard_engagements,
+            "trend_guard_engagements": v.trend_guard_engagements,
+            "regime_switches": v.regime_switches,
             "hedge_volume_base": str(s.hedge_volume),
             "hedge_cost_quote": str(s.hedge_cost),
             "quote_intents": s.quote_intents,
             "hedge_intents": s.hedge_intents,
-            "unrealized_pnl_quote": str(m.fifo.unrealized(m.mid)) if m.mid is not None else "0",
-            "stale_guard_engagements": m.safety.stale_engagements,
-            "loss_limit_halts": m.safety.loss_halts,
-            "operator_halts": m.safety.operator_halts,
-            "halted_at_end": m.safety.operator_halted or m.safety.loss_halted,
-            "open_lots": [[str(q), str(p)] for q, p in m.fifo.lots],
+            "unrealized_pnl_quote": str(v.unrealized_pnl) if v.unrealized_pnl is not None else "0",
+            "stale_guard_engagements": v.stale_guard_engagements,
+            "loss_limit_halts": v.loss_limit_halts,
+            "operator_halts": v.operator_halts,
+            "halted_at_end": v.operator_halt or v.loss_halt,
+            "open_lots": [[str(q), str(p)] for q, p in v.open_lots],
+            "thresholds": {
+                "pnl_guard_trigger_quote": str(cfg.pnl_guard.trigger_quote),
+                "regime_threshold_bps": cfg.regime.threshold_bps,
+                "asymmetric_base": str(cfg.inventory.asymmetric_base),
+                "soft_cap_base": str(cfg.inventory.soft_cap_base),
+                "max_position_base": str(cfg.safety.max_position_base),
+            },
         }
 
-    def finish(self, out: list[Output]) -> None:
+    def finish(self, out: Outputs) -> None:
         if self.stats.first_us is not None:
-            out.append(("timeline", self.timeline_row(self.stats.last_us)))
-        out.append(("summary", {"market": self.market, **self.summary()}))
+            out.timeline.append(self.maker.view(self.stats.last_us))
+        out.summaries.append({"market": self.market, **self.summary()})

@@ -21,18 +21,22 @@ class HedgePlan:
 
 
 class Hedger:
-    __slots__ = ("cfg", "spec", "last_us", "_cooldown_us", "_slip_down", "_slip_up")
+    __slots__ = ("cfg", "spec", "last_us", "cooldown_us", "_slip_down", "_slip_up")
 
     def __init__(self, cfg: HedgerConfig, spec: InstrumentSpec) -> None:
         self.cfg = cfg
         self.spec = spec
         self.last_us: int | None = None
-        self._cooldown_us = int(cfg.cooldown_s * 1_000_000)
+        self.cooldown_us = int(cfg.cooldown_s * 1_000_000)
         self._slip_down = bps_factor(-cfg.max_slippage_bps)
         self._slip_up = bps_factor(cfg.max_slippage_bps)
 
+    def next_ready_us(self) -> int | None:
+        """When the cooldown of the last hedge ends (None before the first hedge)."""
+        return None if self.last_us is None else self.last_us + self.cooldown_us
+
     def ready(self, now_us: int) -> bool:
-        return self.last_us is None or now_us - self.last_us >= self._cooldown_us
+        return self.last_us is None or now_us - self.last_us >= self.cooldown_us
 
     def plan(self, inventory: Decimal, best_bid: Decimal, best_ask: Decimal, now_us: int) -> HedgePlan | None:
         """The IOC to send now, or None (below trigger, cooling down, or below minimum size)."""

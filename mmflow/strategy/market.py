@@ -30,6 +30,7 @@ from mmflow.strategy.safety import SafetyGuards
 from mmflow.strategy.spreads import vol_spread
 from mmflow.strategy.trend import TrendFilter
 from mmflow.strategy.volatility import MidSampler, RealizedVolatility
+from mmflow.view import MarketView
 
 _TWO = Decimal(2)
 
@@ -63,7 +64,7 @@ class MarketMaker:
         self._price_tol = Decimal(repr(q.refresh_tolerance_bps)) / 10_000
         self._size_tol = Decimal(repr(q.refresh_size_tolerance))
 
-    # -- state read by metrics and the timeline -------------------------------------------------
+    # -- state read by metrics, the timeline and the summary -------------------------------------
     @property
     def inventory(self) -> Decimal:
         return self.fifo.position
@@ -71,6 +72,40 @@ class MarketMaker:
     @property
     def realized(self) -> Decimal:
         return self.fifo.realized
+
+    def view(self, now: int | None = None) -> MarketView:
+        """A read-only snapshot of this market's state at ``now`` (default: its own clock)."""
+        now = self.now_us if now is None else now
+        quote, safety, mid, position = self.last_quote, self.safety, self.mid, self.fifo.position
+        bid_ok, ask_ok = safety.position_sides(position)
+        return MarketView(
+            ts=now,
+            market=self.market,
+            mid=mid,
+            best_bid=self.best_bid,
+            best_ask=self.best_ask,
+            bid_px=quote.bid_px if quote else None,
+            ask_px=quote.ask_px if quote else None,
+            volatility_bps=self.vol.value_bps,
+            regime=self.regime.state,
+            trend_guard=self.trend.active(now),
+            pnl_guard=self.pnl_guard.active,
+            inventory=position,
+            realized_pnl=self.fifo.realized,
+            unrealized_pnl=self.fifo.unrealized(mid) if mid is not None else None,
+            spread_bps=self.quoted_spread_bps,
+            stale_guard=safety.stale,
+            operator_halt=safety.operator_halted,
+            loss_halt=safety.loss_halted,
+            position_limit=not (bid_ok and ask_ok),
+            pnl_guard_engagements=self.pnl_guard.engagements,
+            trend_guard_engagements=self.trend.engagements,
+            regime_switches=self.regime.switches,
+            stale_guard_engagements=safety.stale_engagements,
+            loss_limit_halts=safety.loss_halts,
+            operator_halts=safety.operator_halts,
+            open_lots=tuple((q, p) for q, p in self.fifo.lots),
+        )
 
     # -- events ---------------------------------------------------------------------------------
     def on_book(self, tick: BookTick) -> list[Intent]:
@@ -115,7 +150,8 @@ class MarketMaker:
         return []
 
     def book_fill(self, fill: Fill) -> bool:
-        """Account for a fill once; return False for a duplicate (already booked)."""
+        """Account for a fill once; return False for a duplicate (already booked): this is the
+        one place a fill id is checked."""
         if self.dedup.seen(fill.fill_id):
             return False
         self.fifo.apply(fill.side, fill.px, fill.qty, fill.fee)
@@ -138,11 +174,8 @@ class MarketMaker:
 
     # -- internals ------------------------------------------------------------------------------
     def _arrival(self, now: int, ts_exchange: int) -> list[Intent]:
-        safety = self.safety
-        last, limit = safety.last_data_us, safety._stale_us
-        if last is not None and not safety.stale and now - last <= limit and now - ts_exchange <= limit:
-            safety.last_data_us = now  # the common case: fresh data, nothing to latch or lift
-            return []
+        if self.safety.fresh(now, ts_exchange):
+            return []  # the common case: fresh data, nothing to latch or lift
         out = self.check_stale(now)
         change = self.safety.data_arrived(now, ts_exchange)
         if change is False:
@@ -307,7 +340,7 @@ class MarketMaker:
         guard = self.pnl_guard.next_change_us()
         if guard is not None and guard > now:
             times.append(guard)
-        last = self.hedger.last_us
-        if last is not None and abs(inventory) > self.cfg.hedger.trigger_base:
-            times.append(last + self.hedger._cooldown_us)
+        ready = self.hedger.next_ready_us()
+        if ready is not None and abs(inventory) > self.cfg.hedger.trigger_base:
+            times.append(ready)
         self._wake_us = min(times) if times else None

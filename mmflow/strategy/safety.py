@@ -22,7 +22,7 @@ class SafetyGuards:
         "stale_engagements",
         "loss_halts",
         "operator_halts",
-        "_stale_us",
+        "stale_after_us",
     )
 
     def __init__(self, cfg: SafetyConfig) -> None:
@@ -34,19 +34,36 @@ class SafetyGuards:
         self.stale_engagements = 0
         self.loss_halts = 0
         self.operator_halts = 0
-        self._stale_us = int(cfg.stale_after_s * 1_000_000)
+        # The one copy of the stale threshold: the maker, the runtime and the live timer ask here.
+        self.stale_after_us = int(cfg.stale_after_s * 1_000_000)
 
     @property
     def blocked(self) -> bool:
         """No quoting and no hedging while any of these holds."""
         return self.stale or self.operator_halted or self.loss_halted
 
+    def fresh(self, now_us: int, ts_exchange: int) -> bool:
+        """The hot path: True (and the arrival noted) when data keeps arriving fresh and nothing
+        is latched, so there is nothing to fire or lift."""
+        last, limit = self.last_data_us, self.stale_after_us
+        if last is None or self.stale or now_us - last > limit or now_us - ts_exchange > limit:
+            return False
+        self.last_data_us = now_us
+        return True
+
+    def silence_budget_us(self) -> int | None:
+        """How long after the last data the guard fires if nothing else arrives; None when it
+        cannot fire (disabled, already latched, no data yet). The live wall-clock timer uses it."""
+        if not self.cfg.stale_enabled or self.stale or self.last_data_us is None:
+            return None
+        return self.stale_after_us
+
     def stale_since(self, now_us: int) -> int | None:
         """If data has been missing for too long at ``now_us``, latch the guard and return the
         instant it went stale; None when fresh enough or already latched."""
         if not self.cfg.stale_enabled or self.stale or self.last_data_us is None:
             return None
-        became = self.last_data_us + self._stale_us
+        became = self.last_data_us + self.stale_after_us
         if now_us <= became:
             return None
         self.stale = True
@@ -56,7 +73,7 @@ class SafetyGuards:
     def data_arrived(self, ts_recv: int, ts_exchange: int) -> bool | None:
         """Note a market event; True when it lifts the guard, False when it is itself too old
         (received long after the exchange stamped it) and latches the guard, else None."""
-        if self.cfg.stale_enabled and ts_recv - ts_exchange > self._stale_us:
+        if self.cfg.stale_enabled and ts_recv - ts_exchange > self.stale_after_us:
             if self.stale:
                 return None
             self.stale = True

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from mmflow.connectors.files import arrival_key, merge_arrival, read_events, write_recording
 
+from mmflow.connectors.files import arrival_key, merge_arrival, read_events, write_recording
 from mmflow.models import BookTick, DeadLetter, Fill, Trade
 from tests.conftest import BTC_QUOTES, BTC_TRADES, SOL_QUOTES, SOL_TRADES
 

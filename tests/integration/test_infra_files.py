@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from mmflow.connectors.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,10 +18,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 from confluent_kafka import Producer
-from mmflow.connectors.recorder import read_topic, record
-from mmflow.flows.replay import load_inputs, replay
 
 from mmflow.config import load_settings
+from mmflow.connectors.files import load_inputs
+from mmflow.connectors.recorder import read_topic, record
+from mmflow.flows.replay import replay
 from mmflow.wire import decode_input
 from tests.conftest import BTC_QUOTES, BTC_TRADES
 from tests.integration.kafka_broker import create_topic
@@ -160,7 +161,7 @@ def test_live_loop_end_to_end_and_offline_replay(
 
     # Recorded topics replayed offline give exactly the live run's intents.
     rec = record(settings.kafka, tmp_path / "rec", idle_s=2.0)
-    events, bad = load_inputs([rec["marketdata"]], [], [rec["journal"]], settings)
+    events, bad = load_inputs([rec["marketdata"]], [], [rec["journal"]], settings.markets)
     assert not bad
     offline = replay(events, settings, tmp_path / "offline", paper=False, report=False)
     live_intents = pl.read_parquet(rec["intents"]).sort("market", "seq")

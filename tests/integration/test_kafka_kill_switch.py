@@ -6,9 +6,9 @@ import time
 
 import orjson
 import pytest
-from mmflow.connectors.recorder import read_topic
 
 from mmflow.config import load_settings
+from mmflow.connectors.recorder import read_topic
 from tests.conftest import SOL_QUOTES, SOL_TRADES
 from tests.integration.kafka_broker import create_topic
 from tests.integration.test_kafka_e2e import mmflow, run_ok, start, stop, topic_sets

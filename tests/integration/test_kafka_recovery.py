@@ -17,10 +17,11 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import Producer
-from mmflow.connectors.recorder import read_topic
-from mmflow.flows.replay import load_inputs, replay
 
 from mmflow.config import Settings, load_settings
+from mmflow.connectors.files import load_inputs
+from mmflow.connectors.recorder import read_topic
+from mmflow.flows.replay import replay
 from mmflow.models import Fill
 from mmflow.wire import decode_input, encode
 from tests.conftest import BTC_QUOTES, BTC_TRADES
@@ -34,8 +35,8 @@ pytestmark = pytest.mark.kafka
 
 def timeline(settings: Settings) -> tuple[list, list[Fill]]:
     """The real BTC events, and the fills a paper run makes on them, in arrival order."""
-    events, _ = load_inputs([BTC_QUOTES], [BTC_TRADES], [], settings)
-    fills = replay(events, settings, None, report=False).by_kind["fill"]
+    events, _ = load_inputs([BTC_QUOTES], [BTC_TRADES], [], settings.markets)
+    fills = replay(events, settings, None, report=False).outputs.fills
     return events, fills
 
 

@@ -7,9 +7,9 @@ import subprocess
 
 import polars as pl
 import pytest
-from mmflow.connectors.recorder import read_topic
 
 from mmflow.config import load_settings
+from mmflow.connectors.recorder import read_topic
 from mmflow.wire import decode_intent
 from tests.conftest import BTC_QUOTES, BTC_TRADES, SOL_QUOTES, SOL_TRADES
 from tests.integration.kafka_broker import create_topic

@@ -6,9 +6,9 @@ import time
 
 import pytest
 from confluent_kafka import Producer
-from mmflow.connectors.kafka_source import RawKafkaSource
 
 from mmflow.config import load_settings
+from mmflow.connectors.kafka_source import RawKafkaSource
 from tests.integration.kafka_broker import create_topic
 
 pytestmark = pytest.mark.kafka

@@ -6,11 +6,12 @@ import socket
 import urllib.request
 from decimal import Decimal
 
-from mmflow.connectors.metrics import Metrics
-from mmflow.flows.replay import load_inputs, replay
 from prometheus_client.parser import text_string_to_metric_families
 
 from mmflow.config import load_settings
+from mmflow.connectors.files import load_inputs
+from mmflow.connectors.metrics import Metrics
+from mmflow.flows.replay import replay
 from tests.conftest import SOL_QUOTES, SOL_TRADES
 
 NAMED = (
@@ -54,7 +55,7 @@ def test_metrics_endpoint_serves_the_analysis_metrics(data_dir) -> None:
             "strategy.spreads.max_bps=3",
         ],
     )
-    events, dead = load_inputs([SOL_QUOTES], [SOL_TRADES], [], settings)
+    events, dead = load_inputs([SOL_QUOTES], [SOL_TRADES], [], settings.markets)
     metrics = Metrics()
     port = free_port()
     metrics.serve(port)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from mmflow.cli.main import main as cli_main
-from mmflow.flows.replay import load_inputs, replay
 
+from mmflow.cli.main import main as cli_main
 from mmflow.config import load_settings
+from mmflow.connectors.files import load_inputs
+from mmflow.flows.replay import replay
 from tests.conftest import BTC_QUOTES, BTC_TRADES, SOL_QUOTES, SOL_TRADES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,7 +40,7 @@ def independent_fifo(fills: pl.DataFrame) -> tuple[Decimal, Decimal]:
 @pytest.fixture(scope="module")
 def btc_events(data_dir: Path):
     settings = load_settings("phase2")
-    events, dead = load_inputs([BTC_QUOTES], [BTC_TRADES], [], settings)
+    events, dead = load_inputs([BTC_QUOTES], [BTC_TRADES], [], settings.markets)
     assert not dead
     return events
 
@@ -127,7 +128,9 @@ def test_byte_identical_across_runs_batch_sizes_and_workers(btc_events, btc_run,
 def test_faithful_mode_reproduces_state_from_recorded_fills(btc_events, btc_run, tmp_path) -> None:
     """Replaying the paper run's fills instead of the venue gives the same inventory and PnL."""
     paper, settings = btc_run
-    events, dead = load_inputs([BTC_QUOTES], [BTC_TRADES], [paper.out_dir / "fills.parquet"], settings)
+    events, dead = load_inputs(
+        [BTC_QUOTES], [BTC_TRADES], [paper.out_dir / "fills.parquet"], settings.markets
+    )
     assert not dead
     faithful = replay(events, settings, tmp_path, paper=False, report=False)
     a, b = paper.summary["markets"]["BTCUSDT"], faithful.summary["markets"]["BTCUSDT"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from mmflow.connectors.paper_venue import PaperVenue
 
 from mmflow.config import VenueConfig, load_settings
+from mmflow.connectors.paper_venue import PaperVenue
 from mmflow.models import BookTick, CancelAllIntent, Fill, HedgeIntent, QuoteIntent, Trade
 
 D = Decimal

@@ -9,9 +9,10 @@ from decimal import Decimal
 
 import polars as pl
 import pytest
+
 from mmflow.connectors.report import write_report
-from mmflow.flows.replay import FILL_SCHEMA as FILLS_SCHEMA
-from mmflow.flows.replay import TIMELINE_SCHEMA
+from mmflow.connectors.tables import FILL_SCHEMA as FILLS_SCHEMA
+from mmflow.connectors.tables import TIMELINE_SCHEMA
 
 DEC = pl.Decimal(38, 18)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -9,8 +9,8 @@ import statistics
 from decimal import Decimal
 
 import pytest
-from mmflow.connectors.synthetic import describe, generate
 
+from mmflow.connectors.synthetic import describe, generate
 from mmflow.models import BookTick, Trade
 
 TICK = Decimal("0.01")

@@ -33,13 +33,14 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+
+from mmflow.config import load_settings
 from mmflow.connectors.metrics import Metrics
 from mmflow.flows.engine import make_decoder
 from mmflow.flows.replay import replay, run_events
 from mmflow.flows.runtime import MarketRuntime
-
-from mmflow.config import load_settings
 from mmflow.models import BookTick, Control, DeadLetter, Fill, Trade
+from mmflow.outputs import Outputs
 from mmflow.wire import encode
 from tests.conftest import json_values
 
@@ -520,6 +521,12 @@ def states(runtimes: dict[str, MarketRuntime]) -> dict[str, bytes]:
     return {m: pickle.dumps(rt) for m, rt in runtimes.items()}
 
 
+def tagged(out: Outputs, without: str = "") -> list[tuple[str, Any]]:
+    """A batch's outputs as one list of (kind, payload), kinds in a fixed order, for comparing
+    two runs output for output."""
+    return [(k, p) for k in Outputs.__slots__ if k != without for p in getattr(out, k)]
+
+
 def drive(records: list[Record]) -> tuple[dict[str, list[Any]], dict[str, bytes]]:
     """Feed records one by one through make_decoder and per-market runtimes, checking every bad one.
 
@@ -533,18 +540,17 @@ def drive(records: list[Record]) -> tuple[dict[str, list[Any]], dict[str, bytes]
         where = f"record {n} ({rec.kind or 'good'}): {rec.raw[:300]!r}"
         before = states(runtimes) if rec.bad else None
         dead_before = dead_total(metrics)
-        decoded = decode([rec.raw])
-        assert {k for k, _ in decoded} <= {"dead", "chunk"}, where
-        dead: list[tuple[str, DeadLetter]] = [("decoder", p) for k, p in decoded if k == "dead"]
+        (decoded,) = decode([rec.raw])
+        dead: list[tuple[str, DeadLetter]] = [("decoder", p) for p in decoded.dead]
         produced: dict[str, list[Any]] = {}
-        for market, events in (p for k, p in decoded if k == "chunk"):
+        for market, events in decoded.chunks:
             assert market in runtimes, f"{where}: unknown market {market!r} reached the runtimes"
-            rt, out = runtimes[market], []
+            rt, out = runtimes[market], Outputs()
             for event in events:
                 rt.process(event, out)
-            metrics.observe(rt, len(events), 0.0, out)
-            dead += [("runtime", p) for k, p in out if k == "dead"]
-            produced[market] = [(k, p) for k, p in out if k != "dead"]
+            metrics.observe(rt.view(), rt.stats, len(events), 0.0, out)
+            dead += [("runtime", p) for p in out.dead]
+            produced[market] = tagged(out, without="dead")
         assert dead_total(metrics) - dead_before == len(dead), where
         for _, letter in dead:
             assert isinstance(letter, DeadLetter) and letter.reason, where
@@ -566,7 +572,9 @@ def drive(records: list[Record]) -> tuple[dict[str, list[Any]], dict[str, bytes]
             assert letter.reason.startswith(("duplicate", "out of order")), where
         assert letter.raw == rec.raw, f"{where}: dead letter does not keep the original bytes: {letter.raw!r}"
     for market, rt in runtimes.items():
-        rt.finish(outputs[market])
+        final = Outputs()
+        rt.finish(final)
+        outputs[market].extend(tagged(final))
     return outputs, states(runtimes)
 
 
@@ -612,7 +620,7 @@ def test_the_base_stream_is_busy_enough() -> None:
         records.append(Record(encode(event), None))
     outputs, _ = drive(records)
     kinds = Tally(k for out in outputs.values() for k, _ in out)
-    assert kinds["intent"] > 0 and kinds["timeline"] > 0 and kinds["summary"] == 2
+    assert kinds["intents"] > 0 and kinds["timeline"] > 0 and kinds["summaries"] == 2
 
 
 # -- through the real Bytewax dataflow -----------------------------------------------------------
@@ -624,21 +632,21 @@ def check_flow_scenario(records: list[Record], batch_size: int, tag: str) -> Non
     for r in bad:
         BAD[f"flow_{r.kind}"] += 1
     metrics = Metrics()
-    by_kind, _ = run_events(
+    outputs, _ = run_events(
         [r.raw for r in records], SETTINGS, paper=True, metrics=metrics, batch_size=batch_size, workers=1
     )
     clean, _ = run_events(
         [r.raw for r in records if not r.bad], SETTINGS, paper=True, batch_size=batch_size, workers=1
     )
-    dead = by_kind.get("dead", [])
+    dead = outputs.dead
     detail = [(r.kind, r.raw[:200]) for r in bad]
     assert len(dead) == len(bad), f"dead letters {[d.reason for d in dead]} for bad records {detail}"
     assert all(isinstance(d, DeadLetter) and d.reason for d in dead)
     assert sorted(d.raw for d in dead) == sorted(r.raw for r in bad)
     assert dead_total(metrics) == len(bad)
-    assert by_kind.get("intent", []) == clean.get("intent", []), "bad records changed the intents"
-    assert by_kind.get("fill", []) == clean.get("fill", []), "bad records changed the fills"
-    assert by_kind.get("summary", []) == clean.get("summary", [])
+    assert outputs.intents == clean.intents, "bad records changed the intents"
+    assert outputs.fills == clean.fills, "bad records changed the fills"
+    assert outputs.summaries == clean.summaries
 
 
 @FLOW_HYP
@@ -668,9 +676,9 @@ def test_runtime_dead_letters_keep_the_original_bytes() -> None:
     resent = orjson.dumps(orjson.loads(trade), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
     late = orjson.dumps(orjson.loads(encode(ctx.book("SOLUSDT", T0))), option=orjson.OPT_SORT_KEYS)
     CASES["fixed_original_bytes"] += 1
-    by_kind, _ = run_events([book, trade, resent, late], SETTINGS, paper=True, workers=1)
-    assert sorted(d.reason.split(" ")[0] for d in by_kind["dead"]) == ["duplicate", "out"]
-    assert sorted(d.raw for d in by_kind["dead"]) == sorted([resent, late])
+    outputs, _ = run_events([book, trade, resent, late], SETTINGS, paper=True, workers=1)
+    assert sorted(d.reason.split(" ")[0] for d in outputs.dead) == ["duplicate", "out"]
+    assert sorted(d.raw for d in outputs.dead) == sorted([resent, late])
 
 
 @pytest.mark.parametrize("where", ["book.bid_px", "fill.fee"])
@@ -688,7 +696,7 @@ def test_replay_survives_a_decimal_finer_than_its_outputs(where: str, tmp_path: 
     bad = orjson.dumps(doc)
     result = replay([*good, bad], SETTINGS, tmp_path, paper=True, report=False, workers=1)
     assert result.summary["dead_letters"] == 1
-    assert [d.raw for d in result.by_kind["dead"]] == [bad]
+    assert [d.raw for d in result.outputs.dead] == [bad]
 
 
 # -- the tally ------------------------------------------------------------------------------------

@@ -15,10 +15,10 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mmflow.connectors.metrics import Metrics
-from mmflow.flows.engine import make_decoder
 
 from mmflow.config import load_settings
+from mmflow.connectors.metrics import Metrics
+from mmflow.flows.engine import make_decoder
 from mmflow.models import BookTick, CancelAllIntent, DeadLetter, Fill, HedgeIntent, QuoteIntent, Trade
 from mmflow.wire import WireError, decode_input, decode_intent, encode
 from tests.conftest import json_values
@@ -494,10 +494,9 @@ def test_flow_decoder_splits_by_market_and_dead_letters_bad_records() -> None:
         encode(sol3).decode(),
         b"\x00garbage",
     ]
-    out = decode(batch)
-    chunks = [payload for kind, payload in out if kind == "chunk"]
-    dead = [payload for kind, payload in out if kind == "dead"]
-    assert {kind for kind, _ in out} == {"chunk", "dead"}
+    (out,) = decode(batch)
+    chunks, dead = out.chunks, out.dead
+    assert chunks and dead
     assert dict(chunks) == {"SOLUSDT": [sol1, sol2, sol3], "BTCUSDT": [btc1, btc2]}
     assert len(chunks) == 2  # one chunk per market
     assert all(isinstance(d, DeadLetter) for d in dead)
@@ -531,9 +530,9 @@ def test_flow_decoder_labels_kafka_like_messages_by_topic() -> None:
     )
     # confluent-kafka's Message exposes value() and topic() as methods
     raw_msg = SimpleNamespace(value=lambda: b"x", topic=lambda: "mmflow.fills")
-    out = decode([good, bad, schema, raw_msg])
-    assert [k for k, _ in out].count("chunk") == 1
-    dead = [p for k, p in out if k == "dead"]
+    (out,) = decode([good, bad, schema, raw_msg])
+    assert len(out.chunks) == 1
+    dead = out.dead
     assert [(d.source, d.reason.split(":")[0]) for d in dead] == [
         ("mmflow.marketdata", "malformed json"),
         ("mmflow.fills", "invalid"),
@@ -552,8 +551,8 @@ def test_flow_decoder_passes_typed_events_and_dead_letters_through() -> None:
     dl = DeadLetter(
         source="file.csv", reason="book: crossed or locked (bid >= ask)", raw=b"{}", market="SOLUSDT"
     )
-    out = decode([ev, dl])
-    assert sorted(out, key=lambda kv: kv[0]) == [("chunk", ("SOLUSDT", [ev])), ("dead", dl)]
+    (out,) = decode([ev, dl])
+    assert (out.chunks, out.dead) == ([("SOLUSDT", [ev])], [dl])
     assert dead_count(metrics, "file.csv", "book") == 1
 
 
@@ -563,9 +562,9 @@ def test_flow_decoder_survives_undecodable_text() -> None:
     metrics = Metrics()
     decode = make_decoder(load_settings(), metrics)
     ok = encode(_book("SOLUSDT", 1))
-    out = decode([ok, "\ud800"])
-    assert [k for k, _ in out].count("dead") == 1
-    assert ("chunk", ("SOLUSDT", [_book("SOLUSDT", 1)])) in out
+    (out,) = decode([ok, "\ud800"])
+    assert len(out.dead) == 1
+    assert out.chunks == [("SOLUSDT", [_book("SOLUSDT", 1)])]
 
 
 # -- the tally ----------------------------------------------------------------------------------

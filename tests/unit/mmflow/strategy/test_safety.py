@@ -17,11 +17,11 @@ from dataclasses import replace
 from decimal import Decimal as D
 
 import pytest
+
+from mmflow.config import load_settings
 from mmflow.connectors.metrics import Metrics
 from mmflow.flows.engine import make_decoder
 from mmflow.flows.runtime import MarketRuntime
-
-from mmflow.config import load_settings
 from mmflow.models import (
     BookTick,
     CancelAllIntent,
@@ -32,6 +32,7 @@ from mmflow.models import (
     QuoteIntent,
     Trade,
 )
+from mmflow.outputs import Outputs
 from mmflow.strategy.market import MarketMaker
 from mmflow.wire import encode
 
@@ -111,11 +112,11 @@ def warm_quoted(mm: MarketMaker) -> QuoteIntent:
     return q
 
 
-def warm_runtime(rt: MarketRuntime) -> list:
-    out: list = []
+def warm_runtime(rt: MarketRuntime) -> Outputs:
+    out = Outputs()
     for i in range(6):
         rt.process(tick(T0 + i * S), out)
-    assert [p for k, p in out if k == "intent" and isinstance(p, QuoteIntent)], "no quote after warm-up"
+    assert [p for p in out.intents if isinstance(p, QuoteIntent)], "no quote after warm-up"
     return out
 
 
@@ -127,8 +128,8 @@ def cancels(intents: list) -> list[CancelAllIntent]:
     return [i for i in intents if isinstance(i, CancelAllIntent)]
 
 
-def intents_of(out: list) -> list:
-    return [p for k, p in out if k == "intent"]
+def intents_of(out: Outputs) -> list:
+    return out.intents
 
 
 # == 1. stale-data guard =========================================================================
@@ -262,14 +263,14 @@ def test_runtime_pulls_quotes_before_venue_matches_gap_ending_event(gap_end, ena
     rt = MarketRuntime(MKT, settings() if enabled else settings(OFF["stale"]), paper=True)
     warm_runtime(rt)
     assert rt.venue is not None and {o.side for o in rt.venue.orders} == {"buy", "sell"}
-    out: list = []
+    out = Outputs()
     rt.process(gap_end, out)
-    fills = [p for k, p in out if k == "fill"]
+    fills = out.fills
     if enabled:
         assert fills == []
         assert rt.maker.inventory == 0
-        first_kind, first = out[0]
-        assert first_kind == "intent" and isinstance(first, CancelAllIntent)
+        first = out.intents[0]  # no fill at all, so the cancel is the first output
+        assert isinstance(first, CancelAllIntent)
         assert first.reasons == ("stale_data",) and first.ts == WARM_TS + STALE_US
         assert rt.maker.safety.stale_engagements == 1
         # the gap-ending event itself is fresh: the maker quotes again right away
@@ -286,13 +287,13 @@ def test_runtime_pulls_quotes_before_venue_matches_gap_ending_event(gap_end, ena
 def test_runtime_check_stale_timer_emits_cancel_once():
     rt = MarketRuntime(MKT, settings(), paper=True)
     warm_runtime(rt)
-    out: list = []
+    out = Outputs()
     rt.check_stale(WARM_TS + STALE_US, out)
-    assert out == []
+    assert out == Outputs()
     rt.check_stale(WARM_TS + STALE_US + 1, out)
-    assert [(k, type(p)) for k, p in out] == [("intent", CancelAllIntent)]
+    assert [type(p) for p in out.intents] == [CancelAllIntent] and out == Outputs(intents=out.intents)
     rt.check_stale(WARM_TS + 20 * S, out)
-    assert len(out) == 1
+    assert len(out.intents) == 1
     # the venue holds no live order once the cancel's latency has passed
     assert rt.venue is not None
     cancel_done = WARM_TS + STALE_US + int(rt.venue.cfg.cancel_latency_ms * 1000)
@@ -524,16 +525,16 @@ def test_decoder_fans_star_control_out_to_every_market():
     metrics = Metrics()
     decode = make_decoder(s, metrics)
     ctrl = control(WARM_TS, "halt", "c-all", market="*")
-    out = decode([encode(ctrl)])
-    assert all(k == "chunk" for k, _ in out)
-    chunks = dict(p for _, p in out)
+    (out,) = decode([encode(ctrl)])
+    assert out.dead == []
+    chunks = dict(out.chunks)
     assert set(chunks) == set(s.markets) and len(chunks) == len(s.markets) >= 2
     for m, chunk in chunks.items():
         assert chunk == [replace(ctrl, market=m)]
     # each market's runtime halts on its copy
     for m, chunk in chunks.items():
         rt = MarketRuntime(m, s, paper=True)
-        res: list = []
+        res = Outputs()
         for ev in chunk:
             rt.process(ev, res)
         assert [(type(i), i.market, i.reasons) for i in intents_of(res)] == [
@@ -546,7 +547,8 @@ def test_decoder_sends_single_market_control_to_that_market_only():
     s = settings()
     decode = make_decoder(s, Metrics())
     ctrl = control(WARM_TS, "halt", "c-one", market=MKT)
-    assert decode([encode(ctrl)]) == [("chunk", (MKT, [ctrl]))]
+    (out,) = decode([encode(ctrl)])
+    assert out.chunks == [(MKT, [ctrl])] and out.dead == []
 
 
 def test_decoder_dead_letters_control_for_unknown_market():
@@ -555,10 +557,10 @@ def test_decoder_dead_letters_control_for_unknown_market():
     decode = make_decoder(s, metrics)
     ctrl = control(WARM_TS, "halt", "c-x", market="NOPEUSDT")
     raw = encode(ctrl)
-    out = decode([raw])
-    assert len(out) == 1
-    kind, dead = out[0]
-    assert kind == "dead" and isinstance(dead, DeadLetter)
+    (out,) = decode([raw])
+    assert out.chunks == [] and len(out.dead) == 1
+    dead = out.dead[0]
+    assert isinstance(dead, DeadLetter)
     assert "unknown market" in dead.reason and "NOPEUSDT" in dead.reason
     assert dead.market == "NOPEUSDT" and dead.raw == raw
     assert (
@@ -577,11 +579,11 @@ REFUSAL_HISTORY_END = WARM_TS + S // 2
 def refusal_runtime() -> MarketRuntime:
     rt = MarketRuntime(MKT, settings(), paper=True)
     warm_runtime(rt)
-    out: list = []
+    out = Outputs()
     rt.process(trade(WARM_TS + S // 4, "t1", side="buy", px="150.01", qty="0.5"), out)
     rt.process(fill(WARM_TS + S // 3, "f1", "buy", "149.95", "0.002"), out)
     rt.process(tick(REFUSAL_HISTORY_END), out)
-    assert not [k for k, _ in out if k == "dead"]
+    assert not out.dead
     return rt
 
 
@@ -605,18 +607,18 @@ def test_refused_event_is_one_dead_letter_and_changes_nothing(case):
     event, needle = REFUSED[case]
     rt = refusal_runtime()
     before = pickle.dumps(rt)
-    out: list = []
+    out = Outputs()
     rt.process(event, out)
-    assert len(out) == 1
-    kind, dead = out[0]
-    assert kind == "dead" and isinstance(dead, DeadLetter)
+    assert len(out.dead) == 1 and out == Outputs(dead=out.dead)
+    dead = out.dead[0]
+    assert isinstance(dead, DeadLetter)
     assert needle in dead.reason
     assert dead.market == MKT and dead.raw == encode(event)
     assert pickle.dumps(rt) == before
     # refused again the same way: nothing was remembered from the first attempt
-    out2: list = []
+    out2 = Outputs()
     rt.process(event, out2)
-    assert [(k, d.reason) for k, d in out2] == [("dead", dead.reason)]
+    assert [d.reason for d in out2.dead] == [dead.reason] and out2 == Outputs(dead=out2.dead)
     assert pickle.dumps(rt) == before
 
 
@@ -625,9 +627,9 @@ def test_acceptable_twin_event_is_processed_and_changes_state(case):
     event = ACCEPTED[case]
     rt = refusal_runtime()
     before = pickle.dumps(rt)
-    out: list = []
+    out = Outputs()
     rt.process(event, out)
-    assert not [k for k, _ in out if k == "dead"]
+    assert not out.dead
     assert pickle.dumps(rt) != before
 
 
@@ -641,9 +643,9 @@ GAUGES = (
 )
 
 
-def gauges_after(rt: MarketRuntime, out: list) -> tuple[Metrics, dict[str, float | None]]:
+def gauges_after(rt: MarketRuntime, out: Outputs) -> tuple[Metrics, dict[str, float | None]]:
     metrics = Metrics()
-    metrics.observe(rt, 1, 0.0, out)
+    metrics.observe(rt.view(), rt.stats, 1, 0.0, out)
     return metrics, {g: metrics.registry.get_sample_value(g, {"market": MKT}) for g in GAUGES}
 
 
@@ -719,14 +721,14 @@ def test_metrics_gauges_clear_after_resume_and_fresh_data():
     _halt(rt, out)
     _stale(rt, out)
     metrics = Metrics()
-    metrics.observe(rt, 1, 0.0, out)
+    metrics.observe(rt.view(), rt.stats, 1, 0.0, out)
     get = metrics.registry.get_sample_value
     assert get("maker_kill_switch_active", {"market": MKT}) == 1.0
     assert get("maker_stale_data_guard", {"market": MKT}) == 1.0
-    out2: list = []
+    out2 = Outputs()
     rt.process(control(WARM_TS + 12 * S, "resume"), out2)
     rt.process(tick(WARM_TS + 13 * S), out2)
-    metrics.observe(rt, 2, 0.0, out2)
+    metrics.observe(rt.view(), rt.stats, 2, 0.0, out2)
     assert get("maker_kill_switch_active", {"market": MKT}) == 0.0
     assert get("maker_stale_data_guard", {"market": MKT}) == 0.0
     assert [i for i in intents_of(out2) if isinstance(i, QuoteIntent)]
