@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 import polars as pl
 
-from mmflow.models import BookTick, Control, DeadLetter, Fill, InputEvent, Trade
+from mmflow.models import DECIMAL_PLACES, VALUE_LIMIT, BookTick, Control, DeadLetter, Fill, InputEvent, Trade
 
 TARDIS_QUOTES = {
     "symbol",
@@ -46,7 +46,10 @@ def _num_ok(col: str, positive: bool = True) -> pl.Expr:
     v = pl.col(col).cast(pl.Float64, strict=False)
     text = pl.col(col).cast(pl.Utf8)
     ok = (
-        v.is_not_null() & v.is_finite() & (v.abs() < 1e12) & ~text.str.contains(r"\.\d{19,}").fill_null(False)
+        v.is_not_null()
+        & v.is_finite()
+        & (v.abs() < float(VALUE_LIMIT))
+        & ~text.str.contains(rf"\.\d{{{DECIMAL_PLACES + 1},}}").fill_null(False)
     )
     return ok & (v > 0) if positive else ok
 

@@ -23,18 +23,32 @@ from pydantic import Field
 SCHEMA_VERSION = 1
 
 Side = Literal["buy", "sell"]
-# Bounds far outside any real market (a 1e12 price, a 1e12 size) turn absurd values into dead
-# letters instead of numbers that would overflow a Decimal(38, 18) column downstream.
-# At most 18 decimal places: exactly what the Decimal(38, 18) output columns hold.
+
+# -- input bounds: the one set for files, Kafka and outputs -----------------------------------------
+#: Bounds far outside any real market (a 1e12 price, a 1e12 size) turn absurd values into dead
+#: letters instead of numbers that would overflow a Decimal(38, 18) column downstream.
+VALUE_DIGITS = 12
+VALUE_LIMIT = Decimal(10) ** VALUE_DIGITS
+#: At most 18 decimal places: exactly what the Decimal(38, 18) output columns hold.
+DECIMAL_PLACES = 18
+#: Timestamps are microseconds below 1e17 (year 5138).
+TS_DIGITS = 17
+TS_LIMIT = 10**TS_DIGITS
+NAME_MAX = 64
+ID_MAX = 128
+
 PositiveDecimal = Annotated[
-    Decimal, Field(gt=0, lt=Decimal("1e12"), allow_inf_nan=False, max_digits=38, decimal_places=18)
+    Decimal,
+    Field(gt=0, lt=VALUE_LIMIT, allow_inf_nan=False, max_digits=38, decimal_places=DECIMAL_PLACES),
 ]
 FiniteDecimal = Annotated[
     Decimal,
-    Field(gt=Decimal("-1e12"), lt=Decimal("1e12"), allow_inf_nan=False, max_digits=38, decimal_places=18),
+    Field(gt=-VALUE_LIMIT, lt=VALUE_LIMIT, allow_inf_nan=False, max_digits=38, decimal_places=DECIMAL_PLACES),
 ]
-Micros = Annotated[int, Field(ge=0, lt=10**17)]
-Name = Annotated[str, Field(min_length=1, max_length=64)]
+Micros = Annotated[int, Field(ge=0, lt=TS_LIMIT)]
+Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX)]
+Id = Annotated[str, Field(min_length=1, max_length=ID_MAX)]
+OptionalId = Annotated[str, Field(max_length=ID_MAX)]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -59,7 +73,7 @@ class Trade:
     market: Name
     ts_exchange: Micros
     ts_recv: Micros
-    trade_id: Annotated[str, Field(max_length=128)]
+    trade_id: OptionalId
     side: Side
     px: PositiveDecimal
     qty: PositiveDecimal
@@ -73,8 +87,8 @@ class Fill:
 
     market: Name
     ts: Micros
-    fill_id: Annotated[str, Field(min_length=1, max_length=128)]
-    intent_id: Annotated[str, Field(max_length=128)]
+    fill_id: Id
+    intent_id: OptionalId
     side: Side
     px: PositiveDecimal
     qty: PositiveDecimal
@@ -152,7 +166,7 @@ class Control:
 
     market: Name
     ts: Micros
-    command_id: Annotated[str, Field(min_length=1, max_length=128)]
+    command_id: Id
     action: Literal["halt", "resume"]
     reason: Annotated[str, Field(max_length=256)] = ""
     type: Literal["control"] = "control"

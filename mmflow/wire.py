@@ -14,7 +14,14 @@ import orjson
 from pydantic import Field, TypeAdapter, ValidationError
 
 from mmflow.models import (
+    DECIMAL_PLACES,
+    ID_MAX,
+    NAME_MAX,
     SCHEMA_VERSION,
+    TS_DIGITS,
+    TS_LIMIT,
+    VALUE_DIGITS,
+    VALUE_LIMIT,
     BookTick,
     CancelAllIntent,
     Control,
@@ -71,8 +78,8 @@ _BOOK_KEYS = frozenset(
     {"market", "ts_exchange", "ts_recv", "bid_px", "bid_qty", "ask_px", "ask_qty", "type", "v"}
 )
 _TRADE_KEYS = frozenset({"market", "ts_exchange", "ts_recv", "trade_id", "side", "px", "qty", "type", "v"})
-_PX_LIMIT = Decimal("1e12")
-_TS_LIMIT = 10**17
+_PX_LIMIT = VALUE_LIMIT
+_TS_LIMIT = TS_LIMIT
 _SIDES = ("buy", "sell")
 
 
@@ -81,7 +88,7 @@ def _plain(s: Any) -> bool:
     if type(s) is not str or len(s) > 38 or not s.isascii() or not s.replace(".", "", 1).isdigit():
         return False
     point = s.find(".")
-    return point < 0 or len(s) - point <= 19
+    return point < 0 or len(s) - point <= DECIMAL_PLACES + 1
 
 
 def _fast(obj: dict[str, Any]) -> InputEvent | None:
@@ -121,7 +128,12 @@ def _fast(obj: dict[str, Any]) -> InputEvent | None:
         )
     if kind == "trade" and keys == _TRADE_KEYS:
         px, qty, tid, side = obj["px"], obj["qty"], obj["trade_id"], obj["side"]
-        if not (_plain(px) and _plain(qty)) or type(tid) is not str or len(tid) > 128 or side not in _SIDES:
+        if (
+            not (_plain(px) and _plain(qty))
+            or type(tid) is not str
+            or len(tid) > ID_MAX
+            or side not in _SIDES
+        ):
             return None
         px, qty = D(px), D(qty)
         if not (0 < px < lim and 0 < qty < lim):
@@ -137,10 +149,9 @@ def _fast(obj: dict[str, Any]) -> InputEvent | None:
 # expression reads such a message in a fraction of the time of JSON parsing plus ``_fast``; anything
 # else (another key order, an escape, a sign) takes that path, so this is a shortcut, never a rule
 # (property tests hold the two equal).
-_MARKET = (
-    r'"market":"([A-Za-z0-9_.:/-]{1,64})","ts_exchange":(0|[1-9][0-9]{0,16}),"ts_recv":(0|[1-9][0-9]{0,16}),'
-)
-_NUM = r"([0-9]{1,12}(?:\.[0-9]{1,18})?)"
+_TS = f"(0|[1-9][0-9]{{0,{TS_DIGITS - 1}}})"
+_MARKET = f'"market":"([A-Za-z0-9_.:/-]{{1,{NAME_MAX}}})","ts_exchange":{_TS},"ts_recv":{_TS},'
+_NUM = f"([0-9]{{1,{VALUE_DIGITS}}}(?:\\.[0-9]{{1,{DECIMAL_PLACES}}})?)"
 _BOOK_RE = re.compile(
     r"\{"
     + _MARKET
@@ -150,7 +161,9 @@ _BOOK_RE = re.compile(
 _TRADE_RE = re.compile(
     r"\{"
     + _MARKET
-    + r'"trade_id":"([\x20\x21\x23-\x5b\x5d-\x7e]{0,128})","side":"(buy|sell)",'
+    + r'"trade_id":"([\x20\x21\x23-\x5b\x5d-\x7e]{0,'
+    + str(ID_MAX)
+    + r'})","side":"(buy|sell)",'
     + f'"px":"{_NUM}","qty":"{_NUM}",'
     + r'"type":"trade","v":1\}'
 )
