@@ -134,7 +134,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     events = generate(seconds=args.seconds, seed=args.seed)
     d = describe(events)
     print(
-        f"synthetic market SYNTH-SOL: {d['events']:,} events ({d['books']:,} books, {d['trades']:,} trades) "
+        f"synthetic market synthetic:SYNTH-SOL: {d['events']:,} events ({d['books']:,} books, {d['trades']:,} trades) "
         f"over {d['seconds']:.0f} s, seed {args.seed}"
     )
     runs = {p: load_settings(p, None, args.set) for p in ("phase1", "phase2")}

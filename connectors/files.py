@@ -21,6 +21,7 @@ import polars as pl
 from mmflow.models import DECIMAL_PLACES, VALUE_LIMIT, BookTick, Control, DeadLetter, Fill, InputEvent, Trade
 
 TARDIS_QUOTES = {
+    "exchange",
     "symbol",
     "timestamp",
     "local_timestamp",
@@ -29,7 +30,18 @@ TARDIS_QUOTES = {
     "bid_price",
     "bid_amount",
 }
-TARDIS_TRADES = {"symbol", "timestamp", "local_timestamp", "id", "side", "price", "amount"}
+TARDIS_TRADES = {"exchange", "symbol", "timestamp", "local_timestamp", "id", "side", "price", "amount"}
+_TARDIS = {"symbol", "timestamp", "local_timestamp"}
+
+
+class InputError(ValueError):
+    """An input file that cannot be read as a whole; the message names the file (and column)."""
+
+
+def _instrument() -> pl.Expr:
+    """A Tardis row's instrument: the ``exchange`` column names the venue (binance-futures,
+    binance, bybit, ftx, ...), so Binance spot BTCUSDT is not Binance USD-M BTCUSDT."""
+    return pl.concat_str(pl.col("exchange"), pl.lit(":"), pl.col("symbol")).alias("market")
 _DEC = ("bid_px", "bid_qty", "ask_px", "ask_qty", "px", "qty", "fee")
 
 
@@ -59,13 +71,16 @@ def _int_ok(col: str) -> pl.Expr:
     return v.is_not_null() & (v >= 0)
 
 
-def _normalise(df: pl.DataFrame) -> pl.DataFrame:
+def _normalise(df: pl.DataFrame, name: str) -> pl.DataFrame:
     """Map a Tardis frame onto the wire column names; a recording passes through unchanged."""
     cols = set(df.columns)
+    if _TARDIS <= cols and not (TARDIS_QUOTES <= cols or TARDIS_TRADES <= cols):
+        wanted = TARDIS_QUOTES if "bid_price" in cols or "ask_price" in cols else TARDIS_TRADES
+        raise InputError(f"{name}: missing column(s) {', '.join(sorted(wanted - cols))}")
     if TARDIS_QUOTES <= cols:
         return df.select(
             pl.lit("book").alias("type"),
-            pl.col("symbol").alias("market"),
+            _instrument(),
             pl.col("timestamp").alias("ts_exchange"),
             pl.col("local_timestamp").alias("ts_recv"),
             pl.col("bid_price").alias("bid_px"),
@@ -76,7 +91,7 @@ def _normalise(df: pl.DataFrame) -> pl.DataFrame:
     if TARDIS_TRADES <= cols:
         return df.select(
             pl.lit("trade").alias("type"),
-            pl.col("symbol").alias("market"),
+            _instrument(),
             pl.col("timestamp").alias("ts_exchange"),
             pl.col("local_timestamp").alias("ts_recv"),
             pl.col("id").cast(pl.Utf8).alias("trade_id"),
@@ -89,8 +104,8 @@ def _normalise(df: pl.DataFrame) -> pl.DataFrame:
         cols = set(df.columns)
     if "type" in cols and "market" in cols:
         return df.with_columns(_text(c) for c in _DEC if c in cols)
-    raise ValueError(
-        f"unrecognised columns {sorted(cols)}: expected Tardis quotes/trades or an mmflow recording"
+    raise InputError(
+        f"{name}: unrecognised columns {sorted(cols)}: expected Tardis quotes/trades or an mmflow recording"
     )
 
 
@@ -102,15 +117,10 @@ def _text(col: str) -> pl.Expr:
     return pl.when(plain).then(trimmed).otherwise(s).alias(col)
 
 
-def _checks(df: pl.DataFrame, markets: Iterable[str] | None) -> list[tuple[pl.Expr, str]]:
+def _checks(df: pl.DataFrame) -> list[tuple[pl.Expr, str]]:
     """(condition that must hold, reason when it does not), in the order they are reported."""
     cols = set(df.columns)
     checks: list[tuple[pl.Expr, str]] = []
-    if markets is not None:
-        known = pl.col("market").is_in(list(markets))
-        if "control" in set(df.get_column("type").unique().to_list()):
-            known = known | ((pl.col("type") == "control") & (pl.col("market") == "*"))
-        checks.append((known, "unknown market"))
     kinds = set(df.get_column("type").unique().to_list())
     for kind in kinds:
         is_kind = pl.col("type") == kind
@@ -219,16 +229,32 @@ def _to_events(df: pl.DataFrame) -> list[InputEvent]:
 def read_events(
     path: str | Path, markets: Iterable[str] | None = None
 ) -> tuple[list[InputEvent], list[DeadLetter]]:
-    """Read one file of quotes, trades, fills or a mixed recording; invalid rows are dead letters."""
+    """Read one file of quotes, trades, fills or a mixed recording; invalid rows are dead letters.
+
+    With ``markets``, an instrument the settings have no spec for stops the run here (a replay
+    of it would use no spec, or the wrong one): ``InputError`` names the instrument and the file.
+    """
     path = Path(path)
-    df = _normalise(_read_table(path))
+    df = _normalise(_read_table(path), path.name)
+    if markets is not None:
+        _check_instruments(df, set(markets), path.name)
     dead: list[DeadLetter] = []
-    for cond, reason in _checks(df, markets):
+    for cond, reason in _checks(df):
         bad = df.filter(~cond.fill_null(False))
         if bad.height:
             dead.extend(_dead(bad, str(path.name), reason))
             df = df.filter(cond.fill_null(False))
     return _to_events(df), dead
+
+
+def _check_instruments(df: pl.DataFrame, known: set[str], name: str) -> None:
+    found = df.filter(pl.col("type") != "control").get_column("market").drop_nulls().unique().to_list()
+    unknown = sorted(m for m in found if m not in known)
+    if unknown:
+        raise InputError(
+            f"{name}: no instrument spec for {', '.join(map(repr, unknown))} "
+            f"(settings.markets has {len(known)}; add it under markets in the config)"
+        )
 
 
 def load_inputs(
@@ -274,7 +300,7 @@ def read_journal(path: str | Path) -> list[tuple[Fill | Control, int]]:
     """Fills and controls as a live flow took them, each with the count of its market's events
     before it."""
     df = pl.read_parquet(path)
-    items = _to_events(_normalise(df.drop("after_events")))
+    items = _to_events(_normalise(df.drop("after_events"), Path(path).name))
     return list(zip(items, df.get_column("after_events").to_list(), strict=True))  # type: ignore[arg-type]
 
 

@@ -58,7 +58,7 @@ def _normal(rng: random.Random) -> float:
 
 
 def generate(
-    market: str = "SYNTH-SOL",
+    market: str = "synthetic:SYNTH-SOL",
     seconds: float = 1800.0,
     seed: int = 7,
     start_us: int = 1_767_225_600_000_000,
