@@ -11,13 +11,25 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from mmflow.instruments import instrument_id as instrument_id  # re-exported: config is the entry point
+from mmflow.instruments import split_instrument
+
 Pos = Field(gt=0)
+
+
+def _check_id(iid: str) -> str:
+    split_instrument(iid)
+    return iid
+
+
+#: A market key: ``"<venue>:<symbol>"`` (see mmflow/instruments.py).
+InstrumentId = Annotated[str, AfterValidator(_check_id)]
 
 
 class _Section(BaseModel):
@@ -30,30 +42,58 @@ class InstrumentSpec(_Section):
     tick_size: Decimal = Field(gt=0)
     lot_size: Decimal = Field(gt=0)
     min_qty: Decimal = Field(gt=0)
+    # Smallest order value in quote units the exchange accepts (0 = no such rule).
+    min_notional: Decimal = Field(default=Decimal(0), ge=0)
     # Fee rates are fractions of notional; negative means a rebate.
     maker_fee_rate: Decimal = Field(default=Decimal("0.0002"), ge=Decimal("-0.01"), le=Decimal("0.01"))
     taker_fee_rate: Decimal = Field(default=Decimal("0.0005"), ge=Decimal("-0.01"), le=Decimal("0.01"))
 
 
+def _spec(tick: str, lot: str, fees: tuple[str, str], min_notional: str = "0") -> InstrumentSpec:
+    """A spec from the exchange's printed strings; the minimum quantity is one lot."""
+    return InstrumentSpec(
+        tick_size=Decimal(tick),
+        lot_size=Decimal(lot),
+        min_qty=Decimal(lot),
+        min_notional=Decimal(min_notional),
+        maker_fee_rate=Decimal(fees[0]),
+        taker_fee_rate=Decimal(fees[1]),
+    )
+
+
+_USDM_FEES = ("0.0002", "0.0005")  # Binance USD-M regular tier (maker, taker)
+_SPOT_FEES = ("0.001", "0.001")  # Binance spot regular tier: 10 bps either side
+_BYBIT_FEES = ("0.0002", "0.00055")  # Bybit USDT perpetual regular tier
+#: The analysis' own granularity: it reports 0.027 SOL positions and a 0.001 SOL hedge target, which
+#: only a 0.001 lot can produce. Every SOL market keeps it although the exchange's real step is
+#: coarser (Binance USD-M 1, Bybit 0.1, FTX 0.01); the execution connector checks the real filters.
+_SOL_LOT = "0.001"
+
+
 def _default_markets() -> dict[str, InstrumentSpec]:
-    # Lot 0.001 on every market: the analysis reports 0.027 SOL positions and a 0.001 SOL hedge
-    # target, which only a 0.001 lot can produce; fee rates are Binance/Bybit USD-M regular tiers.
     return {
-        "BTCUSDT": InstrumentSpec(
-            tick_size=Decimal("0.1"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")
-        ),
-        "ETHUSDT": InstrumentSpec(
-            tick_size=Decimal("0.01"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")
-        ),
-        "SOLUSDT": InstrumentSpec(
-            tick_size=Decimal("0.01"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")
-        ),
-        "SOL-USD": InstrumentSpec(
-            tick_size=Decimal("0.0025"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")
-        ),
-        "SYNTH-SOL": InstrumentSpec(
-            tick_size=Decimal("0.01"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")
-        ),
+        # Tick 0.1 as the 2024-08 recording prints; step/min 0.001, min notional 5 as exchangeInfo gives.
+        "binance-futures:BTCUSDT": _spec("0.1", "0.001", _USDM_FEES, "5"),
+        # Tick 0.01, step/min 0.001, min notional 5: the recorded exchangeInfo (2021-07-22).
+        "binance-futures:ETHUSDT": _spec("0.01", "0.001", _USDM_FEES, "5"),
+        # Tick 0.01 and min notional 5 as listed today (2021's 0.001 tick was SOL at ~30); SOL lot.
+        "binance-futures:SOLUSDT": _spec("0.01", _SOL_LOT, _USDM_FEES, "5"),
+        # Binance spot filters: tick 0.01, step 0.00001, min notional 5.
+        "binance:BTCUSDT": _spec("0.01", "0.00001", _SPOT_FEES, "5"),
+        # Binance spot filters: tick 0.01, step 0.0001, min notional 5.
+        "binance:ETHUSDT": _spec("0.01", "0.0001", _SPOT_FEES, "5"),
+        # Binance spot filters: tick 0.01, step 0.001 (which is also the analysis' SOL lot), min notional 5.
+        "binance:SOLUSDT": _spec("0.01", _SOL_LOT, _SPOT_FEES, "5"),
+        # Bybit instrument info: tick 0.1, qtyStep 0.001.
+        "bybit:BTCUSDT": _spec("0.1", "0.001", _BYBIT_FEES),
+        # Bybit instrument info: tick 0.01, qtyStep 0.01.
+        "bybit:ETHUSDT": _spec("0.01", "0.01", _BYBIT_FEES),
+        # Bybit instrument info: tick 0.010 (the recorded SOL file's); SOL lot instead of qtyStep 0.1.
+        "bybit:SOLUSDT": _spec("0.01", _SOL_LOT, _BYBIT_FEES),
+        # FTX spot (Tardis symbol SOL/USD): tick 0.0025, fees 2/7 bps (tier 1); SOL lot.
+        "ftx:SOL/USD": _spec("0.0025", _SOL_LOT, ("0.0002", "0.0007")),
+        # The demo's synthetic market: today's SYNTH-SOL numbers (SOL tick, SOL lot, USD-M fees).
+        "synthetic:SYNTH-SOL": _spec("0.01", _SOL_LOT, _USDM_FEES),
     }
 
 
@@ -251,7 +291,7 @@ class Settings(BaseSettings):
     )
 
     preset: Literal["phase1", "phase2", "custom"] = "phase2"
-    markets: dict[str, InstrumentSpec] = Field(default_factory=_default_markets)
+    markets: dict[InstrumentId, InstrumentSpec] = Field(default_factory=_default_markets)
     strategy: StrategyConfig = StrategyConfig()
     venue: VenueConfig = VenueConfig()
     replay: ReplayConfig = ReplayConfig()

@@ -9,9 +9,21 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mmflow.config import ConfigError, Settings, VenueConfig, load_settings, parse_set
+from mmflow.config import (
+    ConfigError,
+    InstrumentSpec,
+    Settings,
+    VenueConfig,
+    instrument_id,
+    load_settings,
+    parse_set,
+    split_instrument,
+)
 
 D = Decimal
+#: The markets the replay tests run on (Binance USD-M BTC and Bybit's USDT perpetual SOL).
+BTC = "binance-futures:BTCUSDT"
+SOL = "bybit:SOLUSDT"
 
 
 @pytest.fixture(autouse=True)
@@ -73,11 +85,98 @@ def test_default_decimals_are_decimal() -> None:
 
 def test_default_markets_and_venue() -> None:
     s = load_settings()
-    assert {"BTCUSDT", "SOLUSDT"} <= set(s.markets)
-    assert s.markets["SOLUSDT"].tick_size == D("0.01") and s.markets["SOLUSDT"].lot_size == D("0.001")
-    assert s.markets["BTCUSDT"].tick_size == D("0.1")
+    assert {BTC, SOL} <= set(s.markets)
+    assert s.markets[SOL].tick_size == D("0.01") and s.markets[SOL].lot_size == D("0.001")
+    assert s.markets[BTC].tick_size == D("0.1")
     assert s.venue == VenueConfig()
     assert s.preset == "phase2"
+
+
+# -- instruments --------------------------------------------------------------------------------
+
+
+def test_instrument_id_joins_venue_and_symbol() -> None:
+    assert instrument_id("binance-futures", "BTCUSDT") == "binance-futures:BTCUSDT"
+    assert split_instrument("binance-futures:BTCUSDT") == ("binance-futures", "BTCUSDT")
+    # symbols keep the exchange's own spelling, slashes and dashes included
+    assert split_instrument(instrument_id("ftx", "SOL/USD")) == ("ftx", "SOL/USD")
+    assert split_instrument("synthetic:SYNTH-SOL") == ("synthetic", "SYNTH-SOL")
+
+
+@pytest.mark.parametrize("bad", ["SOLUSDT", ":SOLUSDT", "bybit:", "a:b:c", "", ":"])
+def test_split_instrument_rejects_malformed_ids(bad: str) -> None:
+    with pytest.raises(ValueError, match="instrument"):
+        split_instrument(bad)
+
+
+@pytest.mark.parametrize(("venue", "symbol"), [("", "X"), ("bybit", ""), ("a:b", "X"), ("bybit", "X:Y")])
+def test_instrument_id_rejects_parts_that_would_not_split_back(venue: str, symbol: str) -> None:
+    with pytest.raises(ValueError):
+        instrument_id(venue, symbol)
+
+
+def test_default_markets_are_venue_and_symbol() -> None:
+    markets = load_settings().markets
+    expected = {
+        f"{venue}:{sym}"
+        for venue in ("binance-futures", "binance", "bybit")
+        for sym in ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+    } | {"ftx:SOL/USD", "synthetic:SYNTH-SOL"}
+    assert set(markets) == expected
+
+
+def test_default_market_numbers() -> None:
+    m = load_settings().markets
+    spec = m["binance-futures:BTCUSDT"]  # the replay tests' numbers, exactly
+    assert (spec.tick_size, spec.lot_size, spec.min_qty) == (D("0.1"), D("0.001"), D("0.001"))
+    assert (spec.maker_fee_rate, spec.taker_fee_rate, spec.min_notional) == (D("0.0002"), D("0.0005"), D(5))
+    eth = m["binance-futures:ETHUSDT"]
+    assert (eth.tick_size, eth.lot_size, eth.min_qty, eth.min_notional) == (
+        D("0.01"),
+        D("0.001"),
+        D("0.001"),
+        D(5),
+    )
+    for sym in ("BTCUSDT", "ETHUSDT", "SOLUSDT"):
+        spot = m[f"binance:{sym}"]
+        assert (spot.maker_fee_rate, spot.taker_fee_rate, spot.min_notional) == (D("0.001"), D("0.001"), D(5))
+        assert (m[f"bybit:{sym}"].maker_fee_rate, m[f"bybit:{sym}"].taker_fee_rate) == (
+            D("0.0002"),
+            D("0.00055"),
+        )
+    assert (m["binance:BTCUSDT"].tick_size, m["binance:BTCUSDT"].lot_size) == (D("0.01"), D("0.00001"))
+    assert (m["binance:ETHUSDT"].tick_size, m["binance:ETHUSDT"].lot_size) == (D("0.01"), D("0.0001"))
+    assert (m["bybit:BTCUSDT"].tick_size, m["bybit:BTCUSDT"].lot_size) == (D("0.1"), D("0.001"))
+    assert (m["bybit:ETHUSDT"].tick_size, m["bybit:ETHUSDT"].lot_size) == (D("0.01"), D("0.01"))
+    ftx = m["ftx:SOL/USD"]
+    assert (ftx.tick_size, ftx.maker_fee_rate, ftx.taker_fee_rate) == (D("0.0025"), D("0.0002"), D("0.0007"))
+    synth = m["synthetic:SYNTH-SOL"]
+    assert (synth.tick_size, synth.lot_size, synth.min_qty) == (D("0.01"), D("0.001"), D("0.001"))
+    assert (synth.maker_fee_rate, synth.taker_fee_rate) == (D("0.0002"), D("0.0005"))
+
+
+def test_every_sol_market_keeps_the_analysis_lot() -> None:
+    # 0.027 SOL positions and a 0.001 SOL hedge target need a 0.001 lot, whatever the exchange's step.
+    sol = {k: v for k, v in load_settings().markets.items() if "SOL" in k}
+    assert len(sol) == 5
+    for spec in sol.values():
+        assert (spec.lot_size, spec.min_qty) == (D("0.001"), D("0.001"))
+    assert sol[SOL].tick_size == D("0.01")
+
+
+def test_min_notional_defaults_to_zero_and_is_not_negative() -> None:
+    spec = InstrumentSpec(tick_size=D("0.01"), lot_size=D("0.001"), min_qty=D("0.001"))
+    assert spec.min_notional == D(0) and isinstance(spec.min_notional, Decimal)
+    with pytest.raises(ConfigError, match=r"markets\.bybit:SOLUSDT\.min_notional"):
+        load_settings(overrides=["markets.bybit:SOLUSDT.min_notional=-1"])
+
+
+def test_market_keys_must_be_instrument_ids(tmp_path: Path) -> None:
+    path = write_yaml(
+        tmp_path, 'markets:\n  SOLUSDT: {tick_size: "0.01", lot_size: "0.001", min_qty: "0.001"}\n'
+    )
+    with pytest.raises(ConfigError, match=r"markets\.SOLUSDT"):
+        load_settings(config_file=path)
 
 
 # -- presets ------------------------------------------------------------------------------------
@@ -141,7 +240,7 @@ strategy:
 venue:
   order_latency_ms: 12.5
 markets:
-  SOLUSDT: {tick_size: "0.001", lot_size: "0.01", min_qty: "0.01"}
+  bybit:SOLUSDT: {tick_size: "0.001", lot_size: "0.01", min_qty: "0.01"}
 """,
     )
     s = load_settings(config_file=path)
@@ -150,7 +249,7 @@ markets:
     assert s.strategy.hedger.target_base == D("0.001")  # untouched defaults survive the merge
     assert s.strategy.spreads.min_bps == 5.0 and s.strategy.spreads.max_bps == 13.0
     assert s.venue.order_latency_ms == 12.5
-    assert s.markets["SOLUSDT"].lot_size == D("0.01")
+    assert s.markets[SOL].lot_size == D("0.01")
 
 
 def test_yaml_beats_preset(tmp_path: Path) -> None:
@@ -260,7 +359,7 @@ def test_parse_set_shapes() -> None:
         (["strategy.pnl_guard.size_mult=1.5"], ["strategy.pnl_guard.size_mult"]),
         (["venue.at_price_fill_ratio=2"], ["venue.at_price_fill_ratio"]),
         (["strategy.volatility.window=abc"], ["strategy.volatility.window"]),
-        (["markets.SOLUSDT.tick_size=0"], ["markets.SOLUSDT.tick_size"]),
+        (["markets.bybit:SOLUSDT.tick_size=0"], ["markets.bybit:SOLUSDT.tick_size"]),
         (["preset=phase3"], ["preset"]),
         (
             ["strategy.inventory.spread_bonus_tiers=[[0.02, 2], [0.01, 4]]"],
