@@ -9,12 +9,22 @@ Validation fails at start with the dotted name of the offending field.
 
 from __future__ import annotations
 
+import copy
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mmflow.instruments import instrument_id as instrument_id  # re-exported: config is the entry point
@@ -47,9 +57,19 @@ class InstrumentSpec(_Section):
     # Fee rates are fractions of notional; negative means a rebate.
     maker_fee_rate: Decimal = Field(default=Decimal("0.0002"), ge=Decimal("-0.01"), le=Decimal("0.01"))
     taker_fee_rate: Decimal = Field(default=Decimal("0.0005"), ge=Decimal("-0.01"), le=Decimal("0.01"))
+    # A partial ``strategy`` section for this market only (same nesting, e.g.
+    # ``{"hedger": {"trigger_base": "0.02"}}``): one product quotes SOL and BTC, whose quote-unit
+    # thresholds differ by their price. Settings validates the merged result per market.
+    strategy: dict[str, Any] = Field(default_factory=dict)
 
 
-def _spec(tick: str, lot: str, fees: tuple[str, str], min_notional: str = "0") -> InstrumentSpec:
+def _spec(
+    tick: str,
+    lot: str,
+    fees: tuple[str, str],
+    min_notional: str = "0",
+    strategy: dict[str, Any] | None = None,
+) -> InstrumentSpec:
     """A spec from the exchange's printed strings; the minimum quantity is one lot."""
     return InstrumentSpec(
         tick_size=Decimal(tick),
@@ -58,6 +78,7 @@ def _spec(tick: str, lot: str, fees: tuple[str, str], min_notional: str = "0") -
         min_notional=Decimal(min_notional),
         maker_fee_rate=Decimal(fees[0]),
         taker_fee_rate=Decimal(fees[1]),
+        strategy=copy.deepcopy(strategy or {}),
     )
 
 
@@ -69,25 +90,38 @@ _BYBIT_FEES = ("0.0002", "0.00055")  # Bybit USDT perpetual regular tier
 #: coarser (Binance USD-M 1, Bybit 0.1, FTX 0.01); the execution connector checks the real filters.
 _SOL_LOT = "0.001"
 
+# The analysis' base-unit thresholds stay for BTC and ETH (their 0.001 lot makes 0.01 base ten lots);
+# only quote-unit thresholds scale with the price.
+# x100 the SOL-sized ones, as the BTC replay validated: one 0.01 BTC hedge's taker fee (~0.30) passes -0.20.
+_BTC_STRATEGY = {
+    "pnl_guard": {"trigger_quote": "-20", "clear_margin_quote": "5"},
+    "safety": {"loss_limit_quote": "-500"},
+}
+# x20 the SOL-sized ones: ETH (~2.7k) is ~18x SOL's price (~150), so the same base size moves 20x the quote.
+_ETH_STRATEGY = {
+    "pnl_guard": {"trigger_quote": "-4", "clear_margin_quote": "1"},
+    "safety": {"loss_limit_quote": "-100"},
+}
+
 
 def _default_markets() -> dict[str, InstrumentSpec]:
     return {
         # Tick 0.1 as the 2024-08 recording prints; step/min 0.001, min notional 5 as exchangeInfo gives.
-        "binance-futures:BTCUSDT": _spec("0.1", "0.001", _USDM_FEES, "5"),
+        "binance-futures:BTCUSDT": _spec("0.1", "0.001", _USDM_FEES, "5", strategy=_BTC_STRATEGY),
         # Tick 0.01, step/min 0.001, min notional 5: the recorded exchangeInfo (2021-07-22).
-        "binance-futures:ETHUSDT": _spec("0.01", "0.001", _USDM_FEES, "5"),
+        "binance-futures:ETHUSDT": _spec("0.01", "0.001", _USDM_FEES, "5", strategy=_ETH_STRATEGY),
         # Tick 0.01 and min notional 5 as listed today (2021's 0.001 tick was SOL at ~30); SOL lot.
         "binance-futures:SOLUSDT": _spec("0.01", _SOL_LOT, _USDM_FEES, "5"),
         # Binance spot filters: tick 0.01, step 0.00001, min notional 5.
-        "binance:BTCUSDT": _spec("0.01", "0.00001", _SPOT_FEES, "5"),
+        "binance:BTCUSDT": _spec("0.01", "0.00001", _SPOT_FEES, "5", strategy=_BTC_STRATEGY),
         # Binance spot filters: tick 0.01, step 0.0001, min notional 5.
-        "binance:ETHUSDT": _spec("0.01", "0.0001", _SPOT_FEES, "5"),
+        "binance:ETHUSDT": _spec("0.01", "0.0001", _SPOT_FEES, "5", strategy=_ETH_STRATEGY),
         # Binance spot filters: tick 0.01, step 0.001 (which is also the analysis' SOL lot), min notional 5.
         "binance:SOLUSDT": _spec("0.01", _SOL_LOT, _SPOT_FEES, "5"),
         # Bybit instrument info: tick 0.1, qtyStep 0.001.
-        "bybit:BTCUSDT": _spec("0.1", "0.001", _BYBIT_FEES),
+        "bybit:BTCUSDT": _spec("0.1", "0.001", _BYBIT_FEES, strategy=_BTC_STRATEGY),
         # Bybit instrument info: tick 0.01, qtyStep 0.01.
-        "bybit:ETHUSDT": _spec("0.01", "0.01", _BYBIT_FEES),
+        "bybit:ETHUSDT": _spec("0.01", "0.01", _BYBIT_FEES, strategy=_ETH_STRATEGY),
         # Bybit instrument info: tick 0.010 (the recorded SOL file's); SOL lot instead of qtyStep 0.1.
         "bybit:SOLUSDT": _spec("0.01", _SOL_LOT, _BYBIT_FEES),
         # FTX spot (Tardis symbol SOL/USD): tick 0.0025, fees 2/7 bps (tier 1); SOL lot.
@@ -285,6 +319,21 @@ class MetricsConfig(_Section):
     host: str = "127.0.0.1"
 
 
+def _apply_override(shared: StrategyConfig, override: dict[str, Any]) -> StrategyConfig:
+    """``shared`` deep-merged with a partial override; the shared object itself when there is none."""
+    if not override:
+        return shared
+    return StrategyConfig.model_validate(deep_merge(shared.model_dump(), override))
+
+
+def _market_problems(market: str, err: ValidationError) -> list[str]:
+    """One message per error, named by its full dotted path from the settings' root."""
+    return [
+        f"{_dotted(('markets', market, 'strategy', *e['loc']))}: {_message(e)}"
+        for e in err.errors(include_url=False)
+    ]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MMFLOW_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -297,6 +346,44 @@ class Settings(BaseSettings):
     replay: ReplayConfig = ReplayConfig()
     kafka: KafkaConfig = KafkaConfig()
     metrics: MetricsConfig = MetricsConfig()
+    # market -> (shared strategy, spec, effective strategy) it was built from; see strategy_for.
+    _effective: dict[str, tuple[StrategyConfig, InstrumentSpec, StrategyConfig]] = PrivateAttr(
+        default_factory=dict
+    )
+
+    @model_validator(mode="after")
+    def _market_strategies(self) -> Settings:
+        """Build every market's strategy now: a bad per-market override must fail at start."""
+        problems: list[str] = []
+        for market in self.markets:
+            try:
+                self.strategy_for(market)
+            except ValidationError as err:
+                problems.extend(_market_problems(market, err))
+        if problems:
+            raise PydanticCustomError("market_strategy", "{problems}", {"problems": "; ".join(problems)})
+        return self
+
+    def spec(self, market: str) -> InstrumentSpec:
+        """The exchange rules of ``market``; KeyError naming it if it is not configured."""
+        try:
+            return self.markets[market]
+        except KeyError:
+            raise KeyError(f"market {market!r} has no instrument spec in settings.markets") from None
+
+    def strategy_for(self, market: str) -> StrategyConfig:
+        """The shared strategy with ``market``'s partial override applied, built once per instance.
+
+        The cache remembers what each entry was built from, so a ``model_copy(update=...)`` that
+        swaps the strategy or a spec rebuilds instead of returning a stale config.
+        """
+        spec = self.spec(market)
+        hit = self._effective.get(market)
+        if hit is not None and hit[0] is self.strategy and hit[1] is spec:
+            return hit[2]
+        effective = _apply_override(self.strategy, spec.strategy)
+        self._effective[market] = (self.strategy, spec, effective)
+        return effective
 
     @classmethod
     def settings_customise_sources(
@@ -374,6 +461,12 @@ def _env_values() -> dict[str, Any]:
     return EnvSettingsSource(Settings)()
 
 
+def _defaults() -> dict[str, Any]:
+    """The shipped defaults as plain data, default markets included: every source merges onto
+    them field by field, so a YAML that adds a market or changes one fee keeps everything else."""
+    return Settings.model_construct().model_dump()
+
+
 def load_settings(
     preset: str | None = None,
     config_file: str | Path | None = None,
@@ -383,7 +476,7 @@ def load_settings(
     file_data = _read_yaml(Path(config_file)) if config_file is not None else {}
     # A YAML that names a preset gets that preset's switches, not just its label.
     preset = preset or file_data.get("preset")
-    data: dict[str, Any] = {}
+    data = _defaults()
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(f"preset: unknown {preset!r}, expected one of {sorted(PRESETS)}")
@@ -400,6 +493,19 @@ def load_settings(
 def _describe(err: ValidationError) -> str:
     lines = ["invalid configuration:"]
     for e in err.errors(include_url=False):
-        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
-        lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
+        if not e["loc"]:  # a check over the whole settings: its message names its fields
+            lines.append(f"  {_message(e)}")
+            continue
+        lines.append(f"  {_dotted(e['loc'])}: {_message(e)} (got {e.get('input')!r})")
     return "\n".join(lines)
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    """``markets.bybit:SOLUSDT.tick_size``; a dict key's own error reads ``... (key)``."""
+    if loc and loc[-1] == "[key]":
+        return _dotted(loc[:-1]) + " (key)"
+    return ".".join(str(p) for p in loc)
+
+
+def _message(e: Any) -> str:
+    return str(e["msg"]).removeprefix("Value error, ")

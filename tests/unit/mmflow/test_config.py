@@ -179,6 +179,109 @@ def test_market_keys_must_be_instrument_ids(tmp_path: Path) -> None:
         load_settings(config_file=path)
 
 
+# -- per-market settings ------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[3]
+BTC_IDS = ("binance-futures:BTCUSDT", "binance:BTCUSDT", "bybit:BTCUSDT")
+ETH_IDS = ("binance-futures:ETHUSDT", "binance:ETHUSDT", "bybit:ETHUSDT")
+
+
+def test_sol_markets_run_the_shared_strategy() -> None:
+    s = load_settings()
+    for market in (SOL, "binance-futures:SOLUSDT", "ftx:SOL/USD", "synthetic:SYNTH-SOL"):
+        assert s.strategy_for(market) == s.strategy
+
+
+@pytest.mark.parametrize(
+    ("ids", "trigger", "margin", "loss"), [(BTC_IDS, "-20", "5", "-500"), (ETH_IDS, "-4", "1", "-100")]
+)
+def test_btc_and_eth_scale_only_the_quote_thresholds(
+    ids: tuple[str, ...], trigger: str, margin: str, loss: str
+) -> None:
+    s = load_settings()
+    for market in ids:
+        cfg = s.strategy_for(market)
+        assert (cfg.pnl_guard.trigger_quote, cfg.pnl_guard.clear_margin_quote) == (D(trigger), D(margin))
+        assert cfg.safety.loss_limit_quote == D(loss)
+        # base-unit thresholds stay the analysis' (lot 0.001: 0.01 base is 10 lots)
+        assert (cfg.hedger, cfg.inventory, cfg.quoting) == (
+            s.strategy.hedger,
+            s.strategy.inventory,
+            s.strategy.quoting,
+        )
+        assert cfg.safety.max_position_base == s.strategy.safety.max_position_base
+
+
+def test_strategy_for_is_computed_once() -> None:
+    s = load_settings()
+    assert s.strategy_for(BTC) is s.strategy_for(BTC)
+
+
+def test_unknown_market_is_a_key_error_naming_it() -> None:
+    s = load_settings()
+    assert s.spec(BTC) is s.markets[BTC]
+    with pytest.raises(KeyError, match="kraken:XBTUSD"):
+        s.spec("kraken:XBTUSD")
+    with pytest.raises(KeyError, match="kraken:XBTUSD"):
+        s.strategy_for("kraken:XBTUSD")
+
+
+def test_market_override_sits_on_the_shared_strategy() -> None:
+    s = load_settings(overrides=["strategy.hedger.cooldown_s=3", "strategy.pnl_guard.widen_bps=4"])
+    btc = s.strategy_for(BTC)
+    assert btc.hedger.cooldown_s == 3.0 and btc.pnl_guard.widen_bps == 4.0
+    assert btc.pnl_guard.trigger_quote == D("-20")
+
+
+def test_market_override_is_partial_and_set_per_market() -> None:
+    s = load_settings(overrides=[f"markets.{SOL}.strategy.hedger.trigger_base=0.02"])
+    assert s.strategy_for(SOL).hedger.trigger_base == D("0.02")
+    assert s.strategy_for(SOL).hedger.cooldown_s == 2.0
+    assert s.strategy.hedger.trigger_base == D("0.010")
+    assert s.strategy_for("binance-futures:SOLUSDT").hedger.trigger_base == D("0.010")
+
+
+def test_bad_market_override_names_the_full_field() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(overrides=[f"markets.{BTC}.strategy.hedger.trigger_base=-1"])
+    assert f"markets.{BTC}.strategy.hedger.trigger_base" in str(info.value)
+    with pytest.raises(ConfigError, match=rf"markets\.{SOL}\.strategy\.hedgr"):
+        load_settings(overrides=[f"markets.{SOL}.strategy.hedgr.trigger_base=0.02"])
+
+
+def test_set_on_one_market_field_keeps_everything_else() -> None:
+    default = load_settings()
+    s = load_settings(overrides=[f"markets.{BTC}.maker_fee_rate=0.0001"])
+    assert s.markets[BTC].maker_fee_rate == D("0.0001")
+    assert s.markets[BTC].model_copy(update={"maker_fee_rate": D("0.0002")}) == default.markets[BTC]
+    assert set(s.markets) == set(default.markets)
+    assert s.strategy_for(BTC) == default.strategy_for(BTC)
+
+
+def test_yaml_market_fields_merge_and_added_markets_keep_the_shipped(tmp_path: Path) -> None:
+    path = write_yaml(
+        tmp_path,
+        f"""
+markets:
+  {BTC}: {{taker_fee_rate: "0.0004"}}
+  binance-futures:DOGEUSDT: {{tick_size: "0.00001", lot_size: "1", min_qty: "1"}}
+""",
+    )
+    s = load_settings(config_file=path)
+    assert set(s.markets) == set(load_settings().markets) | {"binance-futures:DOGEUSDT"}
+    assert s.markets[BTC].taker_fee_rate == D("0.0004") and s.markets[BTC].tick_size == D("0.1")
+    assert s.strategy_for("binance-futures:DOGEUSDT") == s.strategy
+
+
+def test_btcusdt_tight_yaml_keeps_only_its_spreads() -> None:
+    s = load_settings(config_file=ROOT / "infra" / "config" / "btcusdt-tight.yaml")
+    btc = s.strategy_for(BTC)
+    assert (btc.spreads.min_bps, btc.spreads.max_bps) == (2.0, 4.0)
+    assert btc.pnl_guard.trigger_quote == D("-20") and btc.safety.loss_limit_quote == D("-500")
+    # the file no longer carries what the BTC defaults cover, so SOL keeps its own numbers
+    assert s.strategy_for(SOL).pnl_guard.trigger_quote == D("-0.20")
+
+
 # -- presets ------------------------------------------------------------------------------------
 
 
