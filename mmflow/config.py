@@ -43,7 +43,9 @@ InstrumentId = Annotated[str, AfterValidator(_check_id)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf/nan anywhere: an infinite refresh tolerance would send one quote ever, a NaN compares
+    # false with everything and switches a rule off without a word.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class InstrumentSpec(_Section):
@@ -163,6 +165,13 @@ class VolatilityConfig(_Section):
     # Quote only once five returns are in: a spread sized from fewer is noise.
     min_returns: int = Field(default=5, ge=2, le=10_000)
 
+    @model_validator(mode="after")
+    def _reachable(self) -> VolatilityConfig:
+        # The window holds that many returns: asking for more than it holds never quotes.
+        if self.min_returns > self.window:
+            raise ValueError(f"min_returns ({self.min_returns}) must be <= window ({self.window})")
+        return self
+
 
 class RegimeConfig(_Section):
     enabled: bool = True
@@ -248,6 +257,10 @@ class InventoryConfig(_Section):
             levels = [t for t, _ in getattr(self, name)]
             if levels != sorted(levels) or any(t < 0 for t in levels):
                 raise ValueError(f"{name} thresholds must be non-negative and ascending")
+        # A negative bonus would narrow the spread exactly when the position is largest.
+        negative = [bps for _, bps in self.spread_bonus_tiers if bps < 0]
+        if negative:
+            raise ValueError(f"spread_bonus_tiers bps must be non-negative, got {negative}")
         return self
 
 
@@ -279,6 +292,23 @@ class StrategyConfig(_Section):
     hedger: HedgerConfig = HedgerConfig()
     inventory: InventoryConfig = InventoryConfig()
     safety: SafetyConfig = SafetyConfig()
+
+    @model_validator(mode="after")
+    def _below_hard_limit(self) -> StrategyConfig:
+        """The soft cap and the hedger must act before the hard limit, or they never act at all."""
+        hard = self.safety.max_position_base
+        earlier = {
+            "inventory.soft_cap_base": self.inventory.soft_cap_base,
+            "hedger.trigger_base": self.hedger.trigger_base,
+        }
+        problems = [
+            f"{name} ({value}) must be below safety.max_position_base ({hard})"
+            for name, value in earlier.items()
+            if value >= hard
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class VenueConfig(_Section):
@@ -355,11 +385,17 @@ class Settings(BaseSettings):
     def _market_strategies(self) -> Settings:
         """Build every market's strategy now: a bad per-market override must fail at start."""
         problems: list[str] = []
-        for market in self.markets:
+        for market, spec in self.markets.items():
             try:
-                self.strategy_for(market)
+                clip = self.strategy_for(market).hedger.max_clip_base
             except ValidationError as err:
                 problems.extend(_market_problems(market, err))
+                continue
+            if clip < spec.lot_size:  # a clip below one lot rounds every hedge to zero
+                problems.append(
+                    f"markets.{market}: strategy.hedger.max_clip_base ({clip}) must be >= lot_size "
+                    f"({spec.lot_size})"
+                )
         if problems:
             raise PydanticCustomError("market_strategy", "{problems}", {"problems": "; ".join(problems)})
         return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -264,13 +265,13 @@ def test_yaml_market_fields_merge_and_added_markets_keep_the_shipped(tmp_path: P
         f"""
 markets:
   {BTC}: {{taker_fee_rate: "0.0004"}}
-  binance-futures:DOGEUSDT: {{tick_size: "0.00001", lot_size: "1", min_qty: "1"}}
+  binance-futures:BNBUSDT: {{tick_size: "0.01", lot_size: "0.01", min_qty: "0.01"}}
 """,
     )
     s = load_settings(config_file=path)
-    assert set(s.markets) == set(load_settings().markets) | {"binance-futures:DOGEUSDT"}
+    assert set(s.markets) == set(load_settings().markets) | {"binance-futures:BNBUSDT"}
     assert s.markets[BTC].taker_fee_rate == D("0.0004") and s.markets[BTC].tick_size == D("0.1")
-    assert s.strategy_for("binance-futures:DOGEUSDT") == s.strategy
+    assert s.strategy_for("binance-futures:BNBUSDT") == s.strategy
 
 
 def test_btcusdt_tight_yaml_keeps_only_its_spreads() -> None:
@@ -417,6 +418,7 @@ def test_decimals_via_set_stay_exact() -> None:
     s = load_settings(
         overrides=[
             "strategy.hedger.trigger_base=0.1",
+            "strategy.safety.max_position_base=0.2",  # the hedger must trigger below the hard limit
             "strategy.hedger.target_base=0.003",
             "strategy.pnl_guard.trigger_quote=-0.35",
             "venue.at_price_fill_ratio=0.3",
@@ -500,3 +502,75 @@ def test_settings_are_frozen() -> None:
     with pytest.raises(ValidationError):
         s.strategy.hedger.trigger_base = D("1")  # type: ignore[misc]
     assert isinstance(s, Settings)
+
+
+# -- cross-field checks: a configuration that cannot be wrong quietly ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        (
+            ["strategy.inventory.soft_cap_base=0.2"],
+            ["strategy", "inventory.soft_cap_base (0.2)", "safety.max_position_base (0.10)"],
+        ),
+        (
+            ["strategy.hedger.trigger_base=0.2"],
+            ["strategy", "hedger.trigger_base", "safety.max_position_base"],
+        ),
+        (
+            ["strategy.safety.max_position_base=0.04"],
+            ["inventory.soft_cap_base", "safety.max_position_base (0.04)"],
+        ),
+        (
+            ["strategy.volatility.min_returns=100", "strategy.volatility.window=10"],
+            ["strategy.volatility", "min_returns (100)", "window (10)"],
+        ),
+        (
+            ["strategy.inventory.spread_bonus_tiers=[[0.01, -2]]"],
+            ["strategy.inventory", "spread_bonus_tiers"],
+        ),
+        (
+            [f"markets.{BTC}.strategy.inventory.soft_cap_base=0.5"],
+            [f"markets.{BTC}.strategy", "inventory.soft_cap_base", "safety.max_position_base"],
+        ),
+        (
+            ["markets.bybit:ETHUSDT.strategy.hedger.max_clip_base=0.005"],
+            ["markets.bybit:ETHUSDT", "hedger.max_clip_base (0.005)", "lot_size (0.01)"],
+        ),
+        # the shared clip is checked against every market's lot
+        (["strategy.hedger.max_clip_base=0.005"], ["markets.bybit:ETHUSDT", "hedger.max_clip_base"]),
+    ],
+)
+def test_cross_field_checks_name_both_fields(overrides: list[str], names: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(overrides=overrides)
+    for name in names:
+        assert name in str(info.value)
+
+
+def test_clip_of_one_lot_is_enough() -> None:
+    s = load_settings(overrides=["markets.bybit:ETHUSDT.strategy.hedger.max_clip_base=0.01"])
+    assert s.strategy_for("bybit:ETHUSDT").hedger.max_clip_base == D("0.01")
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        "strategy.quoting.refresh_tolerance_bps=inf",
+        "strategy.spreads.max_bps=nan",
+        "strategy.pnl_guard.trigger_quote=-inf",
+        "strategy.trend.cooldown_s=.inf",
+        "strategy.inventory.spread_bonus_tiers=[[0.01, .inf]]",
+        f"markets.{SOL}.maker_fee_rate=nan",
+    ],
+)
+def test_infinite_or_nan_numbers_are_refused(item: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(item.partition("=")[0])):
+        load_settings(overrides=[item])
+
+
+def test_non_finite_yaml_numbers_are_refused(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, "strategy:\n  quoting:\n    refresh_tolerance_bps: .inf\n")
+    with pytest.raises(ConfigError, match=r"strategy\.quoting\.refresh_tolerance_bps"):
+        load_settings(config_file=path)
