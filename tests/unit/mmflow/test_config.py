@@ -574,3 +574,183 @@ def test_non_finite_yaml_numbers_are_refused(tmp_path: Path) -> None:
     path = write_yaml(tmp_path, "strategy:\n  quoting:\n    refresh_tolerance_bps: .inf\n")
     with pytest.raises(ConfigError, match=r"strategy\.quoting\.refresh_tolerance_bps"):
         load_settings(config_file=path)
+
+
+# -- every source's problems come back as one line naming the file, field or variable ------------
+
+
+def test_unparsable_yaml_names_the_file_and_line(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, "strategy:\n  hedger:\n    trigger_base: [0.02\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_file=path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: invalid YAML: ") and "\n" not in message
+    assert re.search(r"\(line \d+\)$", message)
+
+
+def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(path))}: no such file$"):
+        load_settings(config_file=path)
+
+
+def test_yaml_top_level_error_names_the_file(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, "just a string\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: top level must be a mapping")):
+        load_settings(config_file=path)
+
+
+def test_bad_json_in_env_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMFLOW_KAFKA__EXTRA", "{not json")
+    with pytest.raises(ConfigError, match=r"^MMFLOW_KAFKA__EXTRA: invalid JSON: "):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "MMFLOW_STRATEGY__HEDGR__TRIGGER_BASE",
+        "MMFLOW_STRATEGYY",
+        "MMFLOW_VENUE__ORDER_LATENCY_MS__EXTRA",
+        "MMFLOW_API_TOKEN",
+    ],
+)
+def test_unknown_env_variable_is_an_error(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(name, "0.02")
+    with pytest.raises(ConfigError, match=f"^{name}: unknown setting$"):
+        load_settings()
+
+
+def test_process_variables_are_not_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = load_settings()
+    for name in ("MMFLOW_RUN_ID", "MMFLOW_RUN_DIR", "MMFLOW_API_KEY", "MMFLOW_API_SECRET"):
+        monkeypatch.setenv(name, "x")
+    assert load_settings() == plain
+
+
+def test_several_problems_come_back_on_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMFLOW_STRATEGY__HEDGR__TRIGGER_BASE", "1")
+    monkeypatch.setenv("MMFLOW_KAFKA__EXTRA", "[")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "\n" not in message and "; " in message
+    assert "MMFLOW_STRATEGY__HEDGR__TRIGGER_BASE" in message and "MMFLOW_KAFKA__EXTRA" in message
+
+
+def test_validation_errors_come_back_on_one_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(overrides=["strategy.hedger.cooldown_s=-1", "venue.order_latency_ms=-1"])
+    message = str(info.value)
+    assert "\n" not in message
+    assert "strategy.hedger.cooldown_s" in message and "venue.order_latency_ms" in message
+
+
+def test_env_json_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMFLOW_STRATEGY__INVENTORY__SPREAD_BONUS_TIERS", "[[0.01, 1], [0.02, 3]]")
+    monkeypatch.setenv("MMFLOW_KAFKA__EXTRA", '{"security.protocol": "SASL_SSL"}')
+    s = load_settings()
+    assert s.strategy.inventory.spread_bonus_tiers == ((D("0.01"), 1.0), (D("0.02"), 3.0))
+    assert str(s.strategy.inventory.spread_bonus_tiers[0][0]) == "0.01"
+    assert s.kafka.extra == {"security.protocol": "SASL_SSL"}
+
+
+def test_env_rest_of_a_free_form_key_is_one_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMFLOW_KAFKA__EXTRA__SASL.MECHANISM", "PLAIN")
+    assert load_settings().kafka.extra == {"sasl.mechanism": "PLAIN"}
+
+
+def test_env_market_keys_map_onto_existing_markets(monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = set(load_settings().markets)
+    monkeypatch.setenv("MMFLOW_MARKETS__BINANCE-FUTURES:BTCUSDT__MAKER_FEE_RATE", "0.0001")
+    monkeypatch.setenv("MMFLOW_MARKETS__BYBIT:SOLUSDT__STRATEGY__HEDGER__TRIGGER_BASE", "0.02")
+    s = load_settings()
+    assert set(s.markets) == shipped  # no lower-cased twin
+    assert s.markets[BTC].maker_fee_rate == D("0.0001") and s.markets[BTC].tick_size == D("0.1")
+    assert s.strategy_for(SOL).hedger.trigger_base == D("0.02")
+
+
+def test_env_adds_a_market_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = set(load_settings().markets)
+    spec = '{"binance:LINKUSDT": {"tick_size": 0.01, "lot_size": "0.01", "min_qty": "0.01"}}'
+    monkeypatch.setenv("MMFLOW_MARKETS", spec)
+    s = load_settings()
+    assert set(s.markets) == shipped | {"binance:LINKUSDT"}
+    assert str(s.markets["binance:LINKUSDT"].tick_size) == "0.01"  # JSON numbers stay exact
+
+
+def test_env_unknown_market_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMFLOW_MARKETS__KRAKEN:XBTUSD__TICK_SIZE", "0.1")
+    with pytest.raises(ConfigError, match=r"^MMFLOW_MARKETS__KRAKEN:XBTUSD__TICK_SIZE: unknown market"):
+        load_settings()
+
+
+# -- secrets are never echoed -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "yaml_text",
+    [
+        "kafka:\n  extra:\n    sasl.password: 12345678\n",
+        "kafka:\n  extra:\n    ssl.ca.location: 12345678\n",
+        "kafka:\n  sasl_password: 12345678\n",
+        "kafka:\n  api_token: 12345678\n",
+    ],
+)
+def test_secret_values_are_not_echoed(tmp_path: Path, yaml_text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_file=write_yaml(tmp_path, yaml_text))
+    message = str(info.value)
+    assert "12345678" not in message and "(value hidden)" in message
+    assert "kafka." in message
+
+
+def test_secret_values_from_env_are_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMFLOW_KAFKA__EXTRA", '{"sasl.password": 12345678}')
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "12345678" not in str(info.value) and "kafka.extra.sasl.password" in str(info.value)
+
+
+def test_ordinary_values_are_still_echoed() -> None:
+    with pytest.raises(ConfigError, match=r"strategy\.hedger\.cooldown_s: .*\(got -7\)"):
+        load_settings(overrides=["strategy.hedger.cooldown_s=-7"])
+
+
+# -- --set follows the schema -------------------------------------------------------------------
+
+
+def test_parse_set_keeps_free_form_keys_whole() -> None:
+    assert parse_set(["kafka.extra.sasl.password=x"]) == {"kafka": {"extra": {"sasl.password": "x"}}}
+    # a str setting keeps its text: a numeric-looking password is still a string
+    s = load_settings(overrides=["kafka.extra.sasl.password=12345678", "kafka.group_id=0042"])
+    assert s.kafka.extra == {"sasl.password": "12345678"} and s.kafka.group_id == "0042"
+
+
+def test_parse_set_walks_into_markets() -> None:
+    assert parse_set(["markets.ftx:SOL/USD.tick_size=0.01"]) == {
+        "markets": {"ftx:SOL/USD": {"tick_size": "0.01"}}
+    }
+    assert parse_set([f"markets.{SOL}.strategy.hedger.trigger_base=0.02"]) == {
+        "markets": {SOL: {"strategy": {"hedger": {"trigger_base": "0.02"}}}}
+    }
+    # a symbol with a dot stays one market id: the id ends where the spec's fields begin
+    assert parse_set(["markets.x:A.B.lot_size=1"]) == {"markets": {"x:A.B": {"lot_size": 1}}}
+
+
+def test_set_problems_name_the_key_not_the_value() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_set(["=hunter2"])
+    assert "hunter2" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"--set strategy\.inventory\.spread_bonus_tiers: invalid value"):
+        parse_set(["strategy.inventory.spread_bonus_tiers=[[0.01, 2]"])
+
+
+@pytest.mark.parametrize("how", ["env", "set"])
+def test_preset_named_by_env_or_set_brings_its_switches(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    if how == "env":
+        monkeypatch.setenv("MMFLOW_PRESET", "phase1")
+        s = load_settings()
+    else:
+        s = load_settings(overrides=["preset=phase1"])
+    assert s.preset == "phase1" and not s.strategy.inventory.asymmetric_enabled
