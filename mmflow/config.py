@@ -99,7 +99,8 @@ _SPOT_FEES = ("0.001", "0.001")  # Binance spot regular tier: 10 bps either side
 _BYBIT_FEES = ("0.0002", "0.00055")  # Bybit USDT perpetual regular tier
 #: The analysis' own granularity: it reports 0.027 SOL positions and a 0.001 SOL hedge target, which
 #: only a 0.001 lot can produce. Every SOL market keeps it although the exchange's real step is
-#: coarser (Binance USD-M 1, Bybit 0.1, FTX 0.01); the execution connector checks the real filters.
+#: coarser (Binance USD-M 1 in the recorded exchangeInfo, Bybit 0.1); the execution connector checks the
+#: real filters at start.
 _SOL_LOT = "0.001"
 
 # The analysis' base-unit thresholds stay for BTC and ETH (their 0.001 lot makes 0.01 base ten lots);
