@@ -1,27 +1,61 @@
 """One typed settings model for the whole product, with the analysis' numbers as defaults.
 
-Sources, strongest first: ``--set dotted.key=value`` overrides, ``MMFLOW_*`` environment variables
-(nested with ``__``, e.g. ``MMFLOW_STRATEGY__HEDGER__TRIGGER_BASE=0.02``), a YAML file, a named
-preset, the defaults below. Every number the analysis (shared/seed/phase2-decision-analysis.md)
-gives is a default here verbatim; every number it leaves open carries a one-line why.
-Validation fails at start with the dotted name of the offending field.
+Sources, weakest first: the defaults below (the shipped markets included), a named preset, a YAML
+file, ``MMFLOW_*`` environment variables, ``--set dotted.key=value`` overrides. Each merges onto the
+ones before field by field, so a source that changes one fee or adds a market keeps the rest.
+Environment names are case-insensitive with ``__`` between levels (``MMFLOW_STRATEGY__HEDGER__
+TRIGGER_BASE=0.02``); a dict, model or tuple target takes JSON (``MMFLOW_MARKETS='{"binance:ETHUSDT":
+{...}}'`` adds a market); an unknown ``MMFLOW_*`` name is an error, except the processes' own
+``MMFLOW_RUN_*``, ``MMFLOW_API_KEY`` and ``MMFLOW_API_SECRET``.
+
+Markets are keyed by instrument id (``binance-futures:BTCUSDT``, see mmflow/instruments.py); each
+may override part of the shared ``strategy`` section (``Settings.strategy_for``). Every number the
+analysis (shared/seed/phase2-decision-analysis.md) gives is a default here verbatim; every number
+it leaves open carries a one-line why. Validation fails at start with one line naming every
+offending field, file or variable, and never prints a credential.
 """
 
 from __future__ import annotations
 
+import copy
+import json
+import os
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from mmflow.instruments import instrument_id as instrument_id  # re-exported: config is the entry point
+from mmflow.instruments import split_instrument
 
 Pos = Field(gt=0)
 
 
+def _check_id(iid: str) -> str:
+    split_instrument(iid)
+    return iid
+
+
+#: A market key: ``"<venue>:<symbol>"`` (see mmflow/instruments.py).
+InstrumentId = Annotated[str, AfterValidator(_check_id)]
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf/nan anywhere: an infinite refresh tolerance would send one quote ever, a NaN compares
+    # false with everything and switches a rule off without a word.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class InstrumentSpec(_Section):
@@ -30,30 +64,83 @@ class InstrumentSpec(_Section):
     tick_size: Decimal = Field(gt=0)
     lot_size: Decimal = Field(gt=0)
     min_qty: Decimal = Field(gt=0)
+    # Smallest order value in quote units the exchange accepts (0 = no such rule).
+    min_notional: Decimal = Field(default=Decimal(0), ge=0)
     # Fee rates are fractions of notional; negative means a rebate.
     maker_fee_rate: Decimal = Field(default=Decimal("0.0002"), ge=Decimal("-0.01"), le=Decimal("0.01"))
     taker_fee_rate: Decimal = Field(default=Decimal("0.0005"), ge=Decimal("-0.01"), le=Decimal("0.01"))
+    # A partial ``strategy`` section for this market only (same nesting, e.g.
+    # ``{"hedger": {"trigger_base": "0.02"}}``): one product quotes SOL and BTC, whose quote-unit
+    # thresholds differ by their price. Settings validates the merged result per market.
+    strategy: dict[str, Any] = Field(default_factory=dict)
+
+
+def _spec(
+    tick: str,
+    lot: str,
+    fees: tuple[str, str],
+    min_notional: str = "0",
+    strategy: dict[str, Any] | None = None,
+) -> InstrumentSpec:
+    """A spec from the exchange's printed strings; the minimum quantity is one lot."""
+    return InstrumentSpec(
+        tick_size=Decimal(tick),
+        lot_size=Decimal(lot),
+        min_qty=Decimal(lot),
+        min_notional=Decimal(min_notional),
+        maker_fee_rate=Decimal(fees[0]),
+        taker_fee_rate=Decimal(fees[1]),
+        strategy=copy.deepcopy(strategy or {}),
+    )
+
+
+_USDM_FEES = ("0.0002", "0.0005")  # Binance USD-M regular tier (maker, taker)
+_SPOT_FEES = ("0.001", "0.001")  # Binance spot regular tier: 10 bps either side
+_BYBIT_FEES = ("0.0002", "0.00055")  # Bybit USDT perpetual regular tier
+#: The analysis' own granularity: it reports 0.027 SOL positions and a 0.001 SOL hedge target, which
+#: only a 0.001 lot can produce. Every SOL market keeps it although the exchange's real step is
+#: coarser (Binance USD-M 1 in the recorded exchangeInfo, Bybit 0.1); the execution connector checks the
+#: real filters at start.
+_SOL_LOT = "0.001"
+
+# The analysis' base-unit thresholds stay for BTC and ETH (their 0.001 lot makes 0.01 base ten lots);
+# only quote-unit thresholds scale with the price.
+# x100 the SOL-sized ones, as the BTC replay validated: one 0.01 BTC hedge's taker fee (~0.30) passes -0.20.
+_BTC_STRATEGY = {
+    "pnl_guard": {"trigger_quote": "-20", "clear_margin_quote": "5"},
+    "safety": {"loss_limit_quote": "-500"},
+}
+# x20 the SOL-sized ones: ETH (~2.7k) is ~18x SOL's price (~150), so the same base size moves 20x the quote.
+_ETH_STRATEGY = {
+    "pnl_guard": {"trigger_quote": "-4", "clear_margin_quote": "1"},
+    "safety": {"loss_limit_quote": "-100"},
+}
 
 
 def _default_markets() -> dict[str, InstrumentSpec]:
-    # Lot 0.001 on every market: the analysis reports 0.027 SOL positions and a 0.001 SOL hedge
-    # target, which only a 0.001 lot can produce; fee rates are Binance/Bybit USD-M regular tiers.
     return {
-        "BTCUSDT": InstrumentSpec(
-            tick_size=Decimal("0.1"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")
-        ),
-        "ETHUSDT": InstrumentSpec(
-            tick_size=Decimal("0.01"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")
-        ),
-        "SOLUSDT": InstrumentSpec(
-            tick_size=Decimal("0.01"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")
-        ),
-        "SOL-USD": InstrumentSpec(
-            tick_size=Decimal("0.0025"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")
-        ),
-        "SYNTH-SOL": InstrumentSpec(
-            tick_size=Decimal("0.01"), lot_size=Decimal("0.001"), min_qty=Decimal("0.001")
-        ),
+        # Tick 0.1 as the 2024-08 recording prints; step/min 0.001, min notional 5 as exchangeInfo gives.
+        "binance-futures:BTCUSDT": _spec("0.1", "0.001", _USDM_FEES, "5", strategy=_BTC_STRATEGY),
+        # Tick 0.01, step/min 0.001, min notional 5: the recorded exchangeInfo (2021-07-22).
+        "binance-futures:ETHUSDT": _spec("0.01", "0.001", _USDM_FEES, "5", strategy=_ETH_STRATEGY),
+        # Tick 0.01 and min notional 5 as listed today (2021's 0.001 tick was SOL at ~30); SOL lot.
+        "binance-futures:SOLUSDT": _spec("0.01", _SOL_LOT, _USDM_FEES, "5"),
+        # Binance spot filters: tick 0.01, step 0.00001, min notional 5.
+        "binance:BTCUSDT": _spec("0.01", "0.00001", _SPOT_FEES, "5", strategy=_BTC_STRATEGY),
+        # Binance spot filters: tick 0.01, step 0.0001, min notional 5.
+        "binance:ETHUSDT": _spec("0.01", "0.0001", _SPOT_FEES, "5", strategy=_ETH_STRATEGY),
+        # Binance spot filters: tick 0.01, step 0.001 (which is also the analysis' SOL lot), min notional 5.
+        "binance:SOLUSDT": _spec("0.01", _SOL_LOT, _SPOT_FEES, "5"),
+        # Bybit instrument info: tick 0.1, qtyStep 0.001.
+        "bybit:BTCUSDT": _spec("0.1", "0.001", _BYBIT_FEES, strategy=_BTC_STRATEGY),
+        # Bybit instrument info: tick 0.01, qtyStep 0.01.
+        "bybit:ETHUSDT": _spec("0.01", "0.01", _BYBIT_FEES, strategy=_ETH_STRATEGY),
+        # Bybit instrument info: tick 0.010 (the recorded SOL file's); SOL lot instead of qtyStep 0.1.
+        "bybit:SOLUSDT": _spec("0.01", _SOL_LOT, _BYBIT_FEES),
+        # FTX spot (Tardis symbol SOL/USD): tick 0.0025, fees 2/7 bps (tier 1); SOL lot.
+        "ftx:SOL/USD": _spec("0.0025", _SOL_LOT, ("0.0002", "0.0007")),
+        # The demo's synthetic market: today's SYNTH-SOL numbers (SOL tick, SOL lot, USD-M fees).
+        "synthetic:SYNTH-SOL": _spec("0.01", _SOL_LOT, _USDM_FEES),
     }
 
 
@@ -88,6 +175,13 @@ class VolatilityConfig(_Section):
     window: int = Field(default=60, ge=2, le=10_000)
     # Quote only once five returns are in: a spread sized from fewer is noise.
     min_returns: int = Field(default=5, ge=2, le=10_000)
+
+    @model_validator(mode="after")
+    def _reachable(self) -> VolatilityConfig:
+        # The window holds that many returns: asking for more than it holds never quotes.
+        if self.min_returns > self.window:
+            raise ValueError(f"min_returns ({self.min_returns}) must be <= window ({self.window})")
+        return self
 
 
 class RegimeConfig(_Section):
@@ -174,6 +268,10 @@ class InventoryConfig(_Section):
             levels = [t for t, _ in getattr(self, name)]
             if levels != sorted(levels) or any(t < 0 for t in levels):
                 raise ValueError(f"{name} thresholds must be non-negative and ascending")
+        # A negative bonus would narrow the spread exactly when the position is largest.
+        negative = [bps for _, bps in self.spread_bonus_tiers if bps < 0]
+        if negative:
+            raise ValueError(f"spread_bonus_tiers bps must be non-negative, got {negative}")
         return self
 
 
@@ -205,6 +303,23 @@ class StrategyConfig(_Section):
     hedger: HedgerConfig = HedgerConfig()
     inventory: InventoryConfig = InventoryConfig()
     safety: SafetyConfig = SafetyConfig()
+
+    @model_validator(mode="after")
+    def _below_hard_limit(self) -> StrategyConfig:
+        """The soft cap and the hedger must act before the hard limit, or they never act at all."""
+        hard = self.safety.max_position_base
+        earlier = {
+            "inventory.soft_cap_base": self.inventory.soft_cap_base,
+            "hedger.trigger_base": self.hedger.trigger_base,
+        }
+        problems = [
+            f"{name} ({value}) must be below safety.max_position_base ({hard})"
+            for name, value in earlier.items()
+            if value >= hard
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class VenueConfig(_Section):
@@ -245,31 +360,77 @@ class MetricsConfig(_Section):
     host: str = "127.0.0.1"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="MMFLOW_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
+def _apply_override(shared: StrategyConfig, override: dict[str, Any]) -> StrategyConfig:
+    """``shared`` deep-merged with a partial override; the shared object itself when there is none."""
+    if not override:
+        return shared
+    return StrategyConfig.model_validate(deep_merge(shared.model_dump(), override))
+
+
+def _market_problems(market: str, err: ValidationError) -> list[str]:
+    """One message per error, named by its full dotted path from the settings' root."""
+    return [
+        f"{_dotted(('markets', market, 'strategy', *e['loc']))}: {_message(e)}"
+        for e in err.errors(include_url=False)
+    ]
+
+
+class Settings(BaseModel):
+    """The whole configuration; build it with load_settings, which merges every source first."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     preset: Literal["phase1", "phase2", "custom"] = "phase2"
-    markets: dict[str, InstrumentSpec] = Field(default_factory=_default_markets)
+    markets: dict[InstrumentId, InstrumentSpec] = Field(default_factory=_default_markets)
     strategy: StrategyConfig = StrategyConfig()
     venue: VenueConfig = VenueConfig()
     replay: ReplayConfig = ReplayConfig()
     kafka: KafkaConfig = KafkaConfig()
     metrics: MetricsConfig = MetricsConfig()
+    # market -> (shared strategy, spec, effective strategy) it was built from; see strategy_for.
+    _effective: dict[str, tuple[StrategyConfig, InstrumentSpec, StrategyConfig]] = PrivateAttr(
+        default_factory=dict
+    )
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # init carries preset + YAML + --set already merged in the right order (see load_settings),
-        # environment variables sit between YAML and --set.
-        return (init_settings, env_settings)
+    @model_validator(mode="after")
+    def _market_strategies(self) -> Settings:
+        """Build every market's strategy now: a bad per-market override must fail at start."""
+        problems: list[str] = []
+        for market, spec in self.markets.items():
+            try:
+                clip = self.strategy_for(market).hedger.max_clip_base
+            except ValidationError as err:
+                problems.extend(_market_problems(market, err))
+                continue
+            if clip < spec.lot_size:  # a clip below one lot rounds every hedge to zero
+                problems.append(
+                    f"markets.{market}: strategy.hedger.max_clip_base ({clip}) must be >= lot_size "
+                    f"({spec.lot_size})"
+                )
+        if problems:
+            raise PydanticCustomError("market_strategy", "{problems}", {"problems": "; ".join(problems)})
+        return self
+
+    def spec(self, market: str) -> InstrumentSpec:
+        """The exchange rules of ``market``; KeyError naming it if it is not configured."""
+        try:
+            return self.markets[market]
+        except KeyError:
+            raise KeyError(f"market {market!r} has no instrument spec in settings.markets") from None
+
+    def strategy_for(self, market: str) -> StrategyConfig:
+        """The shared strategy with ``market``'s partial override applied, built once per instance.
+
+        The cache remembers what each entry was built from, so a ``model_copy(update=...)`` that
+        swaps the strategy or a spec rebuilds instead of returning a stale config.
+        """
+        spec = self.spec(market)
+        hit = self._effective.get(market)
+        if hit is not None and hit[0] is self.strategy and hit[1] is spec:
+            return hit[2]
+        effective = _apply_override(self.strategy, spec.strategy)
+        self._effective[market] = (self.strategy, spec, effective)
+        return effective
 
 
 #: Phase 1 runs the six systems already live plus FIFO accounting (issue systems 1-7); phase 2
@@ -294,6 +455,7 @@ class ConfigError(ValueError):
 
 
 def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """Dicts merge key by key, anything else replaces: a source changes only what it names."""
     out = dict(base)
     for key, value in top.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
@@ -304,34 +466,228 @@ def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_set(items: list[str] | None) -> dict[str, Any]:
-    """Turn ``a.b.c=value`` strings into a nested dict; values are parsed as YAML scalars."""
+    """Turn ``a.b.c=value`` strings into a nested dict, splitting keys along the schema.
+
+    Values are YAML scalars (a str setting keeps its text, a decimal its digits). A free-form key
+    stays whole (``kafka.extra.sasl.password``) and a market id ends where its spec's fields begin.
+    """
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
+        key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--set expects dotted.key=value, got {item!r}")
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        value = yaml.safe_load(raw) if raw.strip() else raw
-        # Keep decimals exact: YAML floats would round-trip through binary.
-        node[parts[-1]] = raw.strip() if isinstance(value, float) else value
+            # Name the key only: what follows '=' may be a secret.
+            raise ConfigError(f"--set expects dotted.key=value, got {key or 'an empty key'!r}")
+        path, leaf = _set_path(key)
+        _put(out, path, _set_value(key, raw, leaf), f"--set {key}")
     return out
 
 
+def _set_value(key: str, raw: str, leaf: Any) -> Any:
+    if leaf is _STRING or not raw.strip():
+        return raw
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {key}: invalid value: {_yaml_problem(err)}") from None
+    # Keep decimals exact: YAML floats would round-trip through binary.
+    return raw.strip() if isinstance(value, float) else value
+
+
+def _put(tree: dict[str, Any], path: list[str], value: Any, source: str) -> None:
+    node = tree
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{source}: {'.'.join(path)} goes below a value set before")
+    node[path[-1]] = value
+
+
+# -- the schema, as a path walker sees it --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Keyed:
+    """A ``dict[str, X]`` with a schema: the next part of a path is a key, then ``value`` follows."""
+
+    value: Any
+
+
+_FREE = "free-form dict"  # dict[str, str]: the rest of a path, dots included, is one key
+_STRING = "string"  # a str leaf: taken as text, never parsed
+_JSON = "json"  # a tuple or list leaf: given as JSON in the environment
+_SCALAR = "scalar"  # numbers, bools, literals: parsed by the model from their text
+
+
+def _node(annotation: Any) -> Any:
+    """What a field's type is to a path: a model, a keyed dict, or a kind of leaf."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = get_origin(annotation)
+    if origin is dict:
+        value = get_args(annotation)[1]
+        return _FREE if value is str else _Keyed(_node(value))
+    if origin in (tuple, list):
+        return _JSON
+    return _STRING if annotation is str else _SCALAR
+
+
+def _field_node(model: type[BaseModel], name: str) -> Any:
+    if model is InstrumentSpec and name == "strategy":
+        return StrategyConfig  # a partial strategy section has the strategy's structure
+    return _node(model.model_fields[name].annotation)
+
+
+def _is_model(node: Any) -> bool:
+    return isinstance(node, type) and issubclass(node, BaseModel)
+
+
+def _set_path(key: str) -> tuple[list[str], Any]:
+    """The parts of a dotted --set key and the node it ends on; unknown names split plainly (the
+    model then rejects them by name)."""
+    parts, node, out, i = key.split("."), Settings, [], 0
+    while i < len(parts):
+        if node is _FREE:
+            return [*out, ".".join(parts[i:])], _STRING
+        if isinstance(node, _Keyed):
+            end = next((j for j in range(i + 1, len(parts)) if _has_field(node.value, parts[j])), len(parts))
+            out.append(".".join(parts[i:end]))
+            node, i = node.value, end
+            continue
+        name = parts[i]
+        out.append(name)
+        i += 1
+        if not _has_field(node, name):
+            return out + parts[i:], _SCALAR
+        node = _field_node(node, name)
+    return out, node
+
+
+def _has_field(node: Any, name: str) -> bool:
+    return _is_model(node) and name in node.model_fields
+
+
+# -- sources -------------------------------------------------------------------------------------
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {_yaml_problem(err)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     return data
 
 
-def _env_values() -> dict[str, Any]:
-    """``MMFLOW_*`` variables as a nested dict, unvalidated: they are checked with the rest."""
-    from pydantic_settings import EnvSettingsSource
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """The parser's problem and line, without the snippet of text it would quote."""
+    problem = getattr(err, "problem", None) or type(err).__name__
+    mark = getattr(err, "problem_mark", None)
+    return f"{problem} (line {mark.line + 1})" if mark is not None else problem
 
-    return EnvSettingsSource(Settings)()
+
+ENV_PREFIX = "MMFLOW_"
+#: Variables the processes read themselves (run ids and dirs, exchange credentials): not settings.
+_ENV_RESERVED_PREFIX = "MMFLOW_RUN_"
+_ENV_RESERVED = frozenset({"MMFLOW_API_KEY", "MMFLOW_API_SECRET"})
+
+
+def _is_setting_variable(name: str) -> bool:
+    upper = name.upper()
+    return (
+        upper.startswith(ENV_PREFIX)
+        and not upper.startswith(_ENV_RESERVED_PREFIX)
+        and upper not in _ENV_RESERVED
+    )
+
+
+def _env_values(base: dict[str, Any]) -> dict[str, Any]:
+    """``MMFLOW_*`` variables as a nested dict onto ``base`` (the data so far), unvalidated: they are
+    checked with the rest. ``__`` separates levels, names are case-insensitive, a value whose
+    target is a dict, model or tuple is JSON, and scalars stay text so decimals stay exact."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    # Shallow names first: a market MMFLOW_MARKETS adds can then take MMFLOW_MARKETS__<id>__... ones.
+    for name in sorted(filter(_is_setting_variable, os.environ), key=lambda n: (n.count("__"), n)):
+        try:
+            existing = deep_merge(base, values)
+            path, node = _env_path(name, existing)
+            _put(values, path, _env_value(name, os.environ[name], node, _at(existing, path)), name)
+        except ConfigError as err:
+            problems.append(str(err))
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return values
+
+
+def _env_path(name: str, existing: dict[str, Any]) -> tuple[list[str], Any]:
+    """The settings path a variable names and the node it ends on, or ConfigError naming it."""
+    parts = name[len(ENV_PREFIX) :].split("__")
+    node: Any = Settings
+    out: list[str] = []
+    for i, part in enumerate(parts):
+        if node is _FREE:
+            return [*out, "__".join(parts[i:]).lower()], _STRING
+        if isinstance(node, _Keyed):
+            key = _match_key(part, _at(existing, out))
+            if key is None:
+                raise ConfigError(
+                    f"{name}: unknown market {part.lower()!r} (add one with {ENV_PREFIX}MARKETS as JSON)"
+                )
+            out.append(key)
+            node = node.value
+            continue
+        if not _has_field(node, part.lower()):
+            raise ConfigError(f"{name}: unknown setting")
+        out.append(part.lower())
+        node = _field_node(node, part.lower())
+    return out, node
+
+
+def _env_value(name: str, raw: str, node: Any, current: Any) -> Any:
+    if node in (_STRING, _SCALAR):
+        return raw
+    try:
+        value = json.loads(raw, parse_float=Decimal)  # Decimal: 0.0001 stays 0.0001
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{name}: invalid JSON: {err}") from None
+    if isinstance(node, _Keyed) and isinstance(value, dict):
+        # JSON keys that only differ in case from an existing market update that market.
+        value = {_match_key(k, current) or k: v for k, v in value.items()}
+    return value
+
+
+def _at(tree: dict[str, Any], path: list[str]) -> Any:
+    for part in path:
+        tree = tree.get(part, {}) if isinstance(tree, dict) else {}
+    return tree
+
+
+def _match_key(key: str, existing: Any) -> str | None:
+    """The existing dict key equal to ``key`` but for case (environment names lose their case)."""
+    keys = existing if isinstance(existing, dict) else {}
+    return next((k for k in keys if k.lower() == key.lower()), None)
+
+
+def _defaults() -> dict[str, Any]:
+    """The shipped defaults as plain data, default markets included: every source merges onto
+    them field by field, so a YAML that adds a market or changes one fee keeps everything else."""
+    return Settings.model_construct().model_dump()
+
+
+def _preset(name: str | None) -> dict[str, Any]:
+    if name is None:
+        return {}
+    if not isinstance(name, str) or name not in PRESETS:
+        raise ConfigError(f"preset: unknown {name!r}, expected one of {sorted(PRESETS)}")
+    return PRESETS[name]
 
 
 def load_settings(
@@ -339,27 +695,61 @@ def load_settings(
     config_file: str | Path | None = None,
     overrides: list[str] | dict[str, Any] | None = None,
 ) -> Settings:
-    """Build the settings from preset < YAML < environment < overrides, or raise ConfigError."""
+    """Build the settings from defaults < preset < YAML < environment < overrides, or raise
+    ConfigError with a one-line message naming the file, field or variable at fault."""
     file_data = _read_yaml(Path(config_file)) if config_file is not None else {}
-    # A YAML that names a preset gets that preset's switches, not just its label.
-    preset = preset or file_data.get("preset")
-    data: dict[str, Any] = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ConfigError(f"preset: unknown {preset!r}, expected one of {sorted(PRESETS)}")
-        data = deep_merge(data, PRESETS[preset])
-    data = deep_merge(data, file_data)
+    # Presets touch no market, so the environment can resolve its market names before one is chosen.
+    env_data = _env_values(deep_merge(_defaults(), file_data))
     set_data = overrides if isinstance(overrides, dict) else parse_set(overrides)
+    # A source that names a preset gets that preset's switches, not just its label.
+    named = [preset, set_data.get("preset"), env_data.get("preset"), file_data.get("preset")]
+    data = deep_merge(_defaults(), _preset(next((n for n in named if n is not None), None)))
+    for source in (file_data, env_data, set_data):
+        data = deep_merge(data, source)
     try:
-        data = deep_merge(data, _env_values())
-        return Settings(**deep_merge(data, set_data))
+        return Settings.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_describe(err)) from None
 
 
+# -- messages ------------------------------------------------------------------------------------
+
+#: A field whose dotted path holds one of these carries credentials: its value is never printed.
+_SECRET_WORDS = ("password", "secret", "token", "key", "sasl")
+
+
 def _describe(err: ValidationError) -> str:
-    lines = ["invalid configuration:"]
-    for e in err.errors(include_url=False):
-        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
-        lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
+    """All problems on one line (logs and a CLI's stderr keep them together)."""
+    return "invalid configuration: " + "; ".join(_problem(e) for e in err.errors(include_url=False))
+
+
+def _problem(e: Any) -> str:
+    loc = tuple(e["loc"])
+    if not loc:  # a check over the whole settings: its message names its fields
+        return _message(e)
+    if loc[-1] == "[key]":  # a bad dict key: the key is the value, and is in the name already
+        return f"{_dotted(loc[:-1])} (key): {_message(e)}"
+    return f"{_dotted(loc)}: {_message(e)}{_shown(_dotted(loc), e.get('input'))}"
+
+
+def _shown(dotted: str, value: Any) -> str:
+    """`` (got ...)`` for plain values; never for credentials or kafka.extra, and nothing for whole
+    sections (long, and a section's dict may carry a credential under an innocent name)."""
+    lowered = dotted.lower()
+    if lowered.startswith("kafka.extra") or any(w in lowered for w in _SECRET_WORDS):
+        return " (value hidden)"
+    return "" if _has_mapping(value) else f" (got {value!r})"
+
+
+def _has_mapping(value: Any) -> bool:
+    if isinstance(value, dict):
+        return True
+    return isinstance(value, list | tuple) and any(_has_mapping(v) for v in value)
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _message(e: Any) -> str:
+    return str(e["msg"]).removeprefix("Value error, ")
