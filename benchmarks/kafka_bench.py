@@ -55,7 +55,9 @@ def topic_settings(
     return load_settings("phase2", config, sets)
 
 
-def repeat(events: Sequence[Any], times: int, markets: Sequence[str] = ("binance-futures:BTCUSDT",)) -> list[Any]:
+def repeat(
+    events: Sequence[Any], times: int, markets: Sequence[str] = ("binance-futures:BTCUSDT",)
+) -> list[Any]:
     """The recording ``times`` over, shifted in time so each market's clock keeps going forward,
     for each of ``markets`` (interleaved, as one feed carrying several markets would be)."""
     span = events[-1].ts_recv - events[0].ts_recv + 1_000_000

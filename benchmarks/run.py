@@ -196,7 +196,16 @@ def main() -> None:
         per_run = ", ".join(f"{x:.2f}" for x in p99s)
         print("bare round trip", rtt, flush=True)
         print("latency", lat, "p99 of each run", per_run, "flow CPU", cpus, flush=True)
-        scale = kb.scaling(bootstrap, events, ["binance-futures:BTCUSDT", "binance-futures:ETHUSDT", "binance-futures:SOLUSDT", "bybit:SOLUSDT"])
+        scale = kb.scaling(
+            bootstrap,
+            events,
+            [
+                "binance-futures:BTCUSDT",
+                "binance-futures:ETHUSDT",
+                "binance-futures:SOLUSDT",
+                "bybit:SOLUSDT",
+            ],
+        )
         print("scaling", scale, flush=True)
         kafka_rows = [
             f"| Kafka end to end, flow on 1 worker ({len(big):,} events, from first record) | {e2e:,.0f} ev/s |",

@@ -42,6 +42,8 @@ def _instrument() -> pl.Expr:
     """A Tardis row's instrument: the ``exchange`` column names the venue (binance-futures,
     binance, bybit, ftx, ...), so Binance spot BTCUSDT is not Binance USD-M BTCUSDT."""
     return pl.concat_str(pl.col("exchange"), pl.lit(":"), pl.col("symbol")).alias("market")
+
+
 _DEC = ("bid_px", "bid_qty", "ask_px", "ask_qty", "px", "qty", "fee")
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmflow.config import Settings, StrategyConfig
+from mmflow.config import Settings
 from mmflow.connectors.paper_venue import PaperVenue
 from mmflow.models import BookTick, Control, DeadLetter, Fill, InputEvent, Intent, Trade
 from mmflow.outputs import Journaled, Outputs
@@ -29,18 +29,12 @@ from mmflow.view import MarketView
 from mmflow.wire import encode
 
 
-def _strategy(settings: Settings, market: str) -> StrategyConfig:
-    """The market's effective strategy: the shared one with the market's own overrides."""
-    return settings.strategy_for(market) if hasattr(settings, "strategy_for") else settings.strategy
-
-
 class MarketRuntime:
     def __init__(self, market: str, settings: Settings, paper: bool = True) -> None:
-        spec = settings.markets.get(market)
-        if spec is None:
-            raise KeyError(f"market {market!r} has no instrument spec in settings.markets")
+        spec = settings.spec(market)
         self.market = market
-        strategy = _strategy(settings, market)
+        # The market's effective strategy: the shared one with the market's own overrides.
+        strategy = settings.strategy_for(market)
         self.maker = MarketMaker(market, spec, strategy)
         window = strategy.safety.dedup_window
         self.venue = PaperVenue(market, spec, settings.venue, window) if paper else None

@@ -36,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mmflow.instruments import instrument_id as instrument_id  # re-exported: config is the entry point
 from mmflow.instruments import split_instrument
@@ -375,10 +376,24 @@ def _market_problems(market: str, err: ValidationError) -> list[str]:
     ]
 
 
-class Settings(BaseModel):
+class Settings(BaseSettings):
     """The whole configuration; build it with load_settings, which merges every source first."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings merges defaults < preset < YAML < StrictEnvSource < --set itself (a
+        # market the YAML adds must be known before the environment names one), and hands the
+        # result in as init data: no source may read anything behind its back.
+        return (init_settings,)
 
     preset: Literal["phase1", "phase2", "custom"] = "phase2"
     markets: dict[InstrumentId, InstrumentSpec] = Field(default_factory=_default_markets)
@@ -608,6 +623,22 @@ def _is_setting_variable(name: str) -> bool:
     )
 
 
+class StrictEnvSource(PydanticBaseSettingsSource):
+    """The ``MMFLOW_*`` environment as a pydantic-settings source, stricter than the stock one:
+    an unknown name is an error naming it, market keys keep their case, and JSON errors name
+    the variable. ``base`` is the data merged so far (it tells which markets exist)."""
+
+    def __init__(self, base: dict[str, Any]) -> None:
+        super().__init__(Settings)
+        self._base = base
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything comes through __call__
+
+    def __call__(self) -> dict[str, Any]:
+        return _env_values(self._base)
+
+
 def _env_values(base: dict[str, Any]) -> dict[str, Any]:
     """``MMFLOW_*`` variables as a nested dict onto ``base`` (the data so far), unvalidated: they are
     checked with the rest. ``__`` separates levels, names are case-insensitive, a value whose
@@ -699,7 +730,7 @@ def load_settings(
     ConfigError with a one-line message naming the file, field or variable at fault."""
     file_data = _read_yaml(Path(config_file)) if config_file is not None else {}
     # Presets touch no market, so the environment can resolve its market names before one is chosen.
-    env_data = _env_values(deep_merge(_defaults(), file_data))
+    env_data = StrictEnvSource(deep_merge(_defaults(), file_data))()
     set_data = overrides if isinstance(overrides, dict) else parse_set(overrides)
     # A source that names a preset gets that preset's switches, not just its label.
     named = [preset, set_data.get("preset"), env_data.get("preset"), file_data.get("preset")]

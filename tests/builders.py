@@ -54,7 +54,9 @@ def tick(
 def trade(
     ts: int, trade_id: str, side: str = "sell", px: str = "150.00", qty: str = "1", market: str = SOL
 ) -> Trade:
-    return Trade(market=market, ts_exchange=ts, ts_recv=ts, trade_id=trade_id, side=side, px=D(px), qty=D(qty))
+    return Trade(
+        market=market, ts_exchange=ts, ts_recv=ts, trade_id=trade_id, side=side, px=D(px), qty=D(qty)
+    )
 
 
 def fill(

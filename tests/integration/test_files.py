@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from mmflow.connectors.files import arrival_key, merge_arrival, read_events, write_recording
+from mmflow.connectors.files import InputError, arrival_key, merge_arrival, read_events, write_recording
 from mmflow.models import BookTick, DeadLetter, Fill, Trade
 from tests.conftest import BTC_QUOTES, BTC_TRADES, SOL_QUOTES, SOL_TRADES
 
@@ -58,8 +58,8 @@ def test_real_files_row_counts(real, key: str, count: int, kind: type) -> None:
 @pytest.mark.parametrize(
     ("key", "path", "market"),
     [
-        ("btc_q", BTC_QUOTES, "BTCUSDT"),
-        ("sol_q", SOL_QUOTES, "SOLUSDT"),
+        ("btc_q", BTC_QUOTES, "binance-futures:BTCUSDT"),
+        ("sol_q", SOL_QUOTES, "bybit:SOLUSDT"),
     ],
 )
 def test_real_quotes_equal_the_csv_text(real, key: str, path: Path, market: str) -> None:
@@ -67,7 +67,7 @@ def test_real_quotes_equal_the_csv_text(real, key: str, path: Path, market: str)
     events = real[key]
     assert len(rows) == len(events)
     for row, e in zip(rows, events, strict=True):
-        assert e.market == market == row["symbol"]
+        assert e.market == market == f"{row['exchange']}:{row['symbol']}"
         assert (e.ts_exchange, e.ts_recv) == (int(row["timestamp"]), int(row["local_timestamp"]))
         assert (str(e.bid_px), str(e.bid_qty), str(e.ask_px), str(e.ask_qty)) == (
             row["bid_price"],
@@ -81,8 +81,8 @@ def test_real_quotes_equal_the_csv_text(real, key: str, path: Path, market: str)
 @pytest.mark.parametrize(
     ("key", "path", "market"),
     [
-        ("btc_t", BTC_TRADES, "BTCUSDT"),
-        ("sol_t", SOL_TRADES, "SOLUSDT"),
+        ("btc_t", BTC_TRADES, "binance-futures:BTCUSDT"),
+        ("sol_t", SOL_TRADES, "bybit:SOLUSDT"),
     ],
 )
 def test_real_trades_equal_the_csv_text(real, key: str, path: Path, market: str) -> None:
@@ -103,7 +103,7 @@ def test_real_trades_equal_the_csv_text(real, key: str, path: Path, market: str)
 
 def test_real_first_rows_spot_check(real) -> None:
     assert real["btc_q"][0] == BookTick(
-        market="BTCUSDT",
+        market="binance-futures:BTCUSDT",
         ts_exchange=1723161256313000,
         ts_recv=1723161255088169,
         bid_px=D("61800.20"),
@@ -112,7 +112,7 @@ def test_real_first_rows_spot_check(real) -> None:
         ask_qty=D("2.510"),
     )
     assert real["sol_t"][0] == Trade(
-        market="SOLUSDT",
+        market="bybit:SOLUSDT",
         ts_exchange=1786310821322000,
         ts_recv=1786310821431163,
         trade_id="4b0832c3-70e8-5f68-a914-c53f304f507c",
@@ -123,11 +123,15 @@ def test_real_first_rows_spot_check(real) -> None:
 
 
 def test_real_files_with_markets_filter(data_dir: Path) -> None:
-    events, dead = read_events(SOL_QUOTES, markets=["SOLUSDT"])
+    events, dead = read_events(SOL_QUOTES, markets=["bybit:SOLUSDT"])
     assert len(events) == 383 and dead == []
-    events, dead = read_events(SOL_TRADES, markets=["BTCUSDT"])
-    assert events == [] and len(dead) == 165
-    assert {d.reason for d in dead} == {"unknown market"}
+    # An instrument without a spec stops the read, naming the instrument and the file (today every
+    # row was a dead letter and the replay went on with nothing).
+    with pytest.raises(InputError, match=r"SOLUSDT.csv.gz: no instrument spec for 'bybit:SOLUSDT'"):
+        read_events(SOL_TRADES, markets=["binance-futures:BTCUSDT"])
+    # The venue is part of the instrument: Binance USD-M's SOLUSDT spec does not serve Bybit's.
+    with pytest.raises(InputError, match="bybit:SOLUSDT"):
+        read_events(SOL_TRADES, markets=["binance-futures:SOLUSDT"])
 
 
 # -- merge_arrival ------------------------------------------------------------------------------
@@ -149,7 +153,7 @@ def test_merge_arrival_sorted_and_stable_on_real_data(real, pair) -> None:
 def test_merge_arrival_ties_keep_stream_order() -> None:
     def bk(ts: int, n: int) -> BookTick:
         return BookTick(
-            market="SOLUSDT",
+            market="bybit:SOLUSDT",
             ts_exchange=n,
             ts_recv=ts,
             bid_px=D("1"),
@@ -160,12 +164,18 @@ def test_merge_arrival_ties_keep_stream_order() -> None:
 
     def tr(ts: int, n: int) -> Trade:
         return Trade(
-            market="SOLUSDT", ts_exchange=n, ts_recv=ts, trade_id=str(n), side="buy", px=D("2"), qty=D("1")
+            market="bybit:SOLUSDT",
+            ts_exchange=n,
+            ts_recv=ts,
+            trade_id=str(n),
+            side="buy",
+            px=D("2"),
+            qty=D("1"),
         )
 
     def fl(ts: int, n: int) -> Fill:
         return Fill(
-            market="SOLUSDT",
+            market="bybit:SOLUSDT",
             ts=ts,
             fill_id=str(n),
             intent_id="",
@@ -195,7 +205,6 @@ bybit,SOLUSDT,1000,1100,1.5,77.310,77.300,2.0
 bybit,SOLUSDT,1001,1101,1.5,abc,77.300,2.0
 bybit,SOLUSDT,1002,1102,1.5,77.310,77.300,-1
 bybit,SOLUSDT,1003,1103,1.5,77.310,77.400,2.0
-bybit,DOGEUSDT,1004,1104,100,0.1001,0.1000,100
 bybit,BTCUSDT,1005,1105,0.010,61800.30,61800.20,2.507
 bybit,SOLUSDT,1006,1106,1.5,77.300,77.300,2.0
 bybit,SOLUSDT,1007,1107,1.5,77.310,,2.0
@@ -213,7 +222,6 @@ bybit,SOLUSDT,2001,2101,a-2,hold,77.300,5.1
 bybit,SOLUSDT,2002,2102,a-3,buy,77.310,x
 bybit,SOLUSDT,2003,2103,a-4,buy,0,1
 bybit,SOLUSDT,2004,2104,a-5,buy,77.310,-0.5
-bybit,ETHUSDT,2005,2105,a-6,buy,2500.00,1
 bybit,SOLUSDT,2006,2106,a-7,BUY,77.310,1
 bybit,SOLUSDT,2007,2107,123456,buy,77.320,0.001
 """
@@ -221,7 +229,7 @@ bybit,SOLUSDT,2007,2107,123456,buy,77.320,0.001
 BOOK_BAD = "book: missing, non-numeric or non-positive field"
 BOOK_CROSSED = "book: crossed or locked (bid >= ask)"
 TRADE_BAD = "trade: missing, non-numeric or non-positive field, or bad side"
-MARKETS = ["SOLUSDT", "BTCUSDT"]
+MARKETS = ["bybit:SOLUSDT", "bybit:BTCUSDT"]
 
 
 def _write(tmp_path: Path, name: str, text: str, gz: bool) -> Path:
@@ -244,7 +252,7 @@ def test_tardis_quotes_with_bad_rows(tmp_path: Path, gz: bool) -> None:
     events, dead = read_events(path, markets=MARKETS)
     assert events == [
         BookTick(
-            market="SOLUSDT",
+            market="bybit:SOLUSDT",
             ts_exchange=1000,
             ts_recv=1100,
             bid_px=D("77.300"),
@@ -253,7 +261,7 @@ def test_tardis_quotes_with_bad_rows(tmp_path: Path, gz: bool) -> None:
             ask_qty=D("1.5"),
         ),
         BookTick(
-            market="BTCUSDT",
+            market="bybit:BTCUSDT",
             ts_exchange=1005,
             ts_recv=1105,
             bid_px=D("61800.20"),
@@ -262,7 +270,7 @@ def test_tardis_quotes_with_bad_rows(tmp_path: Path, gz: bool) -> None:
             ask_qty=D("0.010"),
         ),
         BookTick(
-            market="SOLUSDT",
+            market="bybit:SOLUSDT",
             ts_exchange=1013,
             ts_recv=1113,
             bid_px=D("77.290"),
@@ -277,7 +285,6 @@ def test_tardis_quotes_with_bad_rows(tmp_path: Path, gz: bool) -> None:
         "1001": BOOK_BAD,
         "1002": BOOK_BAD,
         "1003": BOOK_CROSSED,
-        "1004": "unknown market",
         "1006": BOOK_CROSSED,
         "1007": BOOK_BAD,
         "1008": BOOK_BAD,
@@ -286,12 +293,24 @@ def test_tardis_quotes_with_bad_rows(tmp_path: Path, gz: bool) -> None:
         "1011": BOOK_BAD,
         "1012": BOOK_BAD,
     }
-    assert len(dead) == 11
+    assert len(dead) == 10
     # the raw record keeps the offending value and the market
     bad_px = next(d for d in dead if orjson.loads(d.raw)["ts_exchange"] == "1001")
-    assert orjson.loads(bad_px.raw)["ask_px"] == "abc" and bad_px.market == "SOLUSDT"
-    doge = next(d for d in dead if d.reason == "unknown market")
-    assert doge.market == "DOGEUSDT"
+    assert orjson.loads(bad_px.raw)["ask_px"] == "abc" and bad_px.market == "bybit:SOLUSDT"
+
+
+@pytest.mark.parametrize("kind", ["quotes", "trades"])
+def test_tardis_file_with_an_instrument_without_spec_stops(tmp_path: Path, kind: str) -> None:
+    """One unknown instrument stops the read, naming it and the file (it was a dead letter per row,
+    and a file of nothing else replayed 0 events and exited 0)."""
+    row = (
+        "bybit,DOGEUSDT,1004,1104,100,0.1001,0.1000,100\n"
+        if kind == "quotes"
+        else "bybit,DOGEUSDT,2005,2105,a-6,buy,0.1001,1\n"
+    )
+    path = _write(tmp_path, kind, (QUOTES_CSV if kind == "quotes" else TRADES_CSV) + row, False)
+    with pytest.raises(InputError, match=rf"{kind}.csv: no instrument spec for 'bybit:DOGEUSDT'"):
+        read_events(path, markets=MARKETS)
 
 
 @pytest.mark.parametrize("gz", [False, True], ids=["csv", "csv.gz"])
@@ -300,7 +319,7 @@ def test_tardis_trades_with_bad_rows(tmp_path: Path, gz: bool) -> None:
     events, dead = read_events(path, markets=MARKETS)
     assert events == [
         Trade(
-            market="SOLUSDT",
+            market="bybit:SOLUSDT",
             ts_exchange=2000,
             ts_recv=2100,
             trade_id="a-1",
@@ -309,7 +328,7 @@ def test_tardis_trades_with_bad_rows(tmp_path: Path, gz: bool) -> None:
             qty=D("5.1"),
         ),
         Trade(
-            market="SOLUSDT",
+            market="bybit:SOLUSDT",
             ts_exchange=2007,
             ts_recv=2107,
             trade_id="123456",
@@ -323,22 +342,21 @@ def test_tardis_trades_with_bad_rows(tmp_path: Path, gz: bool) -> None:
         "2002": TRADE_BAD,
         "2003": TRADE_BAD,
         "2004": TRADE_BAD,
-        "2005": "unknown market",
         "2006": TRADE_BAD,
     }
-    assert next(d for d in dead if d.reason == "unknown market").market == "ETHUSDT"
 
 
 def test_without_markets_filter_every_market_passes(tmp_path: Path) -> None:
-    events, dead = read_events(_write(tmp_path, "trades", TRADES_CSV, False))
-    assert [e.market for e in events] == ["SOLUSDT", "ETHUSDT", "SOLUSDT"]
+    text = TRADES_CSV + "bybit,DOGEUSDT,2008,2108,a-8,buy,0.1001,1\n"
+    events, dead = read_events(_write(tmp_path, "trades", text, False))
+    assert [e.market for e in events] == ["bybit:SOLUSDT", "bybit:SOLUSDT", "bybit:DOGEUSDT"]
     assert "unknown market" not in {d.reason for d in dead}
 
 
 def test_unrecognised_columns_raise(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match="unrecognised columns"):
+    with pytest.raises(InputError, match="x.csv: unrecognised columns"):
         read_events(path)
 
 
@@ -348,7 +366,7 @@ def test_unrecognised_columns_raise(tmp_path: Path) -> None:
 def _fills() -> list[Fill]:
     return [
         Fill(
-            market="SOLUSDT",
+            market="bybit:SOLUSDT",
             ts=1786310821431163,
             fill_id="SOLUSDT-F000000001",
             intent_id="q-1",
@@ -360,7 +378,7 @@ def _fills() -> list[Fill]:
             source="maker",
         ),
         Fill(
-            market="SOLUSDT",
+            market="bybit:SOLUSDT",
             ts=1786310821431999,
             fill_id="SOLUSDT-F000000002",
             intent_id="h-1",
@@ -372,7 +390,7 @@ def _fills() -> list[Fill]:
             source="hedge",
         ),
         Fill(
-            market="BTCUSDT",
+            market="binance-futures:BTCUSDT",
             ts=1723161255088200,
             fill_id="BTCUSDT-F000000001",
             intent_id="",
@@ -395,9 +413,10 @@ def test_recording_round_trip_real_data(real, tmp_path: Path) -> None:
     assert dead == []
     assert back == events
     assert [type(e) for e in back] == [type(e) for e in events]
-    back2, dead2 = read_events(path, markets=["SOLUSDT"])
-    assert back2 == [e for e in events if e.market == "SOLUSDT"]
-    assert {d.reason for d in dead2} == {"unknown market"}
+    with pytest.raises(InputError, match="no instrument spec for 'binance-futures:BTCUSDT'"):
+        read_events(path, markets=["bybit:SOLUSDT"])
+    back2, dead2 = read_events(path, markets=["bybit:SOLUSDT", "binance-futures:BTCUSDT"])
+    assert (back2, dead2) == (events, [])
 
 
 def test_recording_round_trip_empty(tmp_path: Path) -> None:
@@ -410,7 +429,7 @@ def test_recording_round_trip_empty(tmp_path: Path) -> None:
 )
 def test_recording_round_trip_keeps_decimal_values(tmp_path: Path, text: str) -> None:
     fill = Fill(
-        market="SOLUSDT",
+        market="bybit:SOLUSDT",
         ts=1,
         fill_id="f",
         intent_id="i",
@@ -422,7 +441,7 @@ def test_recording_round_trip_keeps_decimal_values(tmp_path: Path, text: str) ->
         source="maker",
     )
     trade = Trade(
-        market="SOLUSDT",
+        market="bybit:SOLUSDT",
         ts_exchange=1,
         ts_recv=2,
         trade_id="t",

@@ -31,7 +31,11 @@ from tests.integration.test_replay import BTC_CONFIG, independent_fifo
 
 pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[2]
-MALFORMED = [b"not json", b'{"v":1,"type":"book","market":"BTCUSDT"}', b'{"v":7,"type":"trade"}']
+MALFORMED = [
+    b"not json",
+    b'{"v":1,"type":"book","market":"binance-futures:BTCUSDT"}',
+    b'{"v":7,"type":"trade"}',
+]
 
 
 def topic_sets(prefix: str) -> list[str]:
@@ -109,7 +113,7 @@ def test_live_loop_end_to_end_and_offline_replay(
     # Malformed messages first: the flow must dead-letter them and go on.
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     for raw in MALFORMED:
-        producer.produce(f"{prefix}.md", key=b"BTCUSDT", value=raw)
+        producer.produce(f"{prefix}.md", key=b"binance-futures:BTCUSDT", value=raw)
     producer.flush(10)
 
     port = free_port()
@@ -130,7 +134,9 @@ def test_live_loop_end_to_end_and_offline_replay(
         )
         fills_topic = f"{prefix}.fills"
         samples = wait_settled(
-            port, "BTCUSDT", lambda: 87_402 + len(read_topic(settings.kafka, fills_topic, 1.0))
+            port,
+            "binance-futures:BTCUSDT",
+            lambda: 87_402 + len(read_topic(settings.kafka, fills_topic, 1.0)),
         )
     finally:
         stop(flow)
@@ -148,7 +154,7 @@ def test_live_loop_end_to_end_and_offline_replay(
         }
     )
     realized, position = independent_fifo(frame)
-    btc = frozenset({("market", "BTCUSDT")})
+    btc = frozenset({("market", "binance-futures:BTCUSDT")})
     assert samples[("maker_inventory_base", btc)] == float(position)
     assert samples[("maker_fifo_realized_quote", btc)] == float(realized)
     assert samples[("maker_events_total", btc)] == 87_402 + len(fills)
@@ -168,4 +174,4 @@ def test_live_loop_end_to_end_and_offline_replay(
     offline_intents = pl.read_parquet(tmp_path / "offline" / "intents.parquet").sort("market", "seq")
     assert live_intents.height > 100
     assert live_intents.equals(offline_intents)
-    assert Decimal(offline.summary["markets"]["BTCUSDT"]["final_inventory_base"]) == position
+    assert Decimal(offline.summary["markets"]["binance-futures:BTCUSDT"]["final_inventory_base"]) == position

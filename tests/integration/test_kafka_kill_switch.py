@@ -51,22 +51,26 @@ def test_kill_switch_halts_and_resume_restarts_quoting(
     flow = start(mmflow("run", "--metrics-port", str(port), *args), tmp_path / "flow.log")
     try:
         run_ok("feed", "--quotes", str(SOL_QUOTES), "--trades", str(SOL_TRADES), *args, timeout=120)
-        wait_for(lambda: (gauge(port, "maker_events_total", "SOLUSDT") or 0) >= 383 + 165)
-        assert gauge(port, "maker_kill_switch_active", "SOLUSDT") == 0
+        wait_for(lambda: (gauge(port, "maker_events_total", "bybit:SOLUSDT") or 0) >= 383 + 165)
+        assert gauge(port, "maker_kill_switch_active", "bybit:SOLUSDT") == 0
 
         run_ok("control", "halt", "--all", "--reason", "test", *args, timeout=60)
-        wait_for(lambda: gauge(port, "maker_kill_switch_active", "SOLUSDT") == 1)
-        assert gauge(port, "maker_kill_switch_active", "BTCUSDT") == 1  # "--all" reached every market
+        wait_for(lambda: gauge(port, "maker_kill_switch_active", "bybit:SOLUSDT") == 1)
+        assert (
+            gauge(port, "maker_kill_switch_active", "binance-futures:BTCUSDT") == 1
+        )  # "--all" reached every market
 
-        run_ok("control", "resume", "--market", "SOLUSDT", *args, timeout=60)
-        wait_for(lambda: gauge(port, "maker_kill_switch_active", "SOLUSDT") == 0)
-        assert gauge(port, "maker_kill_switch_active", "BTCUSDT") == 1  # resuming is per market, explicit
+        run_ok("control", "resume", "--market", "bybit:SOLUSDT", *args, timeout=60)
+        wait_for(lambda: gauge(port, "maker_kill_switch_active", "bybit:SOLUSDT") == 0)
+        assert (
+            gauge(port, "maker_kill_switch_active", "binance-futures:BTCUSDT") == 1
+        )  # resuming is per market, explicit
         time.sleep(1.0)
     finally:
         stop(flow)
 
     intents = [orjson.loads(v) for v in read_topic(settings.kafka, f"{prefix}.intents", idle_s=2.0)]
-    sol = [i for i in intents if i["market"] == "SOLUSDT"]
+    sol = [i for i in intents if i["market"] == "bybit:SOLUSDT"]
     kinds = [i["type"] for i in sol]
     halt_at = kinds.index("cancel_all")
     assert sol[halt_at]["reasons"] == ["operator_halt"]

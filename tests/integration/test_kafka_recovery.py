@@ -82,7 +82,7 @@ def make_topics(bootstrap: str, prefix: str) -> None:
 
 def final_state(settings: Settings, prefix: str) -> dict:
     states = [orjson.loads(v) for v in read_topic(settings.kafka, f"{prefix}.state", idle_s=2.0)]
-    btc = [s for s in states if s["market"] == "BTCUSDT"]
+    btc = [s for s in states if s["market"] == "binance-futures:BTCUSDT"]
     assert btc, "the flow wrote no final state"
     return btc[-1]
 
@@ -233,7 +233,7 @@ def test_broker_restart_during_a_live_run_loses_nothing(tmp_path, unique_topic_p
         assert feed.wait(300) == 0, (tmp_path / "feed.log").read_text()[-2000:]
         samples = wait_settled(
             metrics_port,
-            "BTCUSDT",
+            "binance-futures:BTCUSDT",
             lambda: 87_402 + len(read_topic(settings.kafka, f"{prefix}.fills", 1.0)),
             timeout=240,
         )
@@ -245,7 +245,7 @@ def test_broker_restart_during_a_live_run_loses_nothing(tmp_path, unique_topic_p
         stop(venue)
         stop(feed)
         kafka_sh("down", "--purge", env=env)
-    btc = frozenset({("market", "BTCUSDT")})
+    btc = frozenset({("market", "binance-futures:BTCUSDT")})
     assert len(fills) > 3
     # Every market event and every fill processed exactly once across the outage ...
     assert samples[("maker_events_total", btc)] == 87_402 + len(fills)

@@ -99,7 +99,7 @@ def test_two_processes_or_two_threads_give_the_same_intents_as_one(
         intents_by_market(settings, f"{prefix}.two"),
         intents_by_market(settings, f"{prefix}.three"),
     )
-    assert set(single) == {"BTCUSDT", "SOLUSDT"}
+    assert set(single) == {"binance-futures:BTCUSDT", "bybit:SOLUSDT"}
     for market in single:
         assert len(single[market]) > 3
         assert double[market] == single[market], market

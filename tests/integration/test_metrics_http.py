@@ -65,8 +65,8 @@ def test_metrics_endpoint_serves_the_analysis_metrics(data_dir) -> None:
     names = {name for name, _ in samples}
     for name in NAMED:
         assert name in names, name
-    sol = frozenset({("market", "SOLUSDT")})
-    summary = result.summary["markets"]["SOLUSDT"]
+    sol = frozenset({("market", "bybit:SOLUSDT")})
+    summary = result.summary["markets"]["bybit:SOLUSDT"]
     assert samples[("maker_inventory_base", sol)] == float(Decimal(summary["final_inventory_base"]))
     assert samples[("maker_fifo_realized_quote", sol)] == float(Decimal(summary["realized_pnl_quote"]))
     assert samples[("maker_events_total", sol)] == 383 + 165

@@ -58,7 +58,7 @@ def test_invariants_on_real_btc(btc_run) -> None:
     out = result.out_dir
     intents = pl.read_parquet(out / "intents.parquet")
     fills = pl.read_parquet(out / "fills.parquet")
-    summary = json.loads((out / "summary.json").read_text())["markets"]["BTCUSDT"]
+    summary = json.loads((out / "summary.json").read_text())["markets"]["binance-futures:BTCUSDT"]
     quotes = intents.filter(pl.col("kind") == "quote")
     assert quotes.height > 50
     # Never crossed or touching: a bid strictly below the best ask, an ask strictly above the best bid.
@@ -87,9 +87,9 @@ def test_invariants_on_real_btc(btc_run) -> None:
 def test_phase2_meets_the_validation_plan_better_than_phase1(btc_events, btc_run) -> None:
     """The analysis' validation plan, on real data: flatter inventory, fewer PnL-guard
     engagements, FIFO PnL closer to neutral."""
-    phase2 = btc_run[0].summary["markets"]["BTCUSDT"]
+    phase2 = btc_run[0].summary["markets"]["binance-futures:BTCUSDT"]
     phase1 = replay(btc_events, load_settings("phase1", BTC_CONFIG), None, report=False).summary["markets"][
-        "BTCUSDT"
+        "binance-futures:BTCUSDT"
     ]
     assert phase2["maker_fills"] > 20  # the comparison means something
     shares1, shares2 = phase1["inventory_time_share_below"], phase2["inventory_time_share_below"]
@@ -133,7 +133,10 @@ def test_faithful_mode_reproduces_state_from_recorded_fills(btc_events, btc_run,
     )
     assert not dead
     faithful = replay(events, settings, tmp_path, paper=False, report=False)
-    a, b = paper.summary["markets"]["BTCUSDT"], faithful.summary["markets"]["BTCUSDT"]
+    a, b = (
+        paper.summary["markets"]["binance-futures:BTCUSDT"],
+        faithful.summary["markets"]["binance-futures:BTCUSDT"],
+    )
     for key in ("final_inventory_base", "realized_pnl_quote", "fees_quote", "hedge_volume_base"):
         assert Decimal(b[key]) == Decimal(a[key]), key
     assert b["maker_fills"] == a["maker_fills"] and b["hedge_fills"] == a["hedge_fills"]
@@ -162,7 +165,7 @@ def test_replay_cli_writes_every_output(data_dir, tmp_path, capsys) -> None:
         assert (out / name).exists(), name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["preset"] == "phase1"
-    market = summary["markets"]["SOLUSDT"]
+    market = summary["markets"]["bybit:SOLUSDT"]
     for key in (
         "quotes",
         "trades",
@@ -186,7 +189,7 @@ def test_replay_cli_writes_every_output(data_dir, tmp_path, capsys) -> None:
     assert market["quotes"] == 383 and market["trades"] == 165
     timeline = pl.read_parquet(out / "timeline.parquet")
     assert timeline.height >= 40 and timeline.get_column("ts").is_sorted()
-    assert "SOLUSDT" in capsys.readouterr().out
+    assert "bybit:SOLUSDT" in capsys.readouterr().out
 
 
 def test_bad_config_fails_naming_the_field(tmp_path, capsys) -> None:

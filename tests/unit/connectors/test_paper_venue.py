@@ -11,7 +11,7 @@ from mmflow.connectors.paper_venue import PaperVenue
 from mmflow.models import BookTick, CancelAllIntent, Fill, HedgeIntent, QuoteIntent, Trade
 
 D = Decimal
-MKT = "SOLUSDT"
+MKT = "binance-futures:SOLUSDT"
 ORDER_LAT_US = 10_000  # 10 ms
 CANCEL_LAT_US = 20_000  # 20 ms
 

@@ -49,7 +49,7 @@ def test_event_count_and_ordering(events: list[BookTick | Trade]) -> None:
     assert recv == sorted(recv)
     for e in events:
         assert 1_000 <= e.ts_recv - e.ts_exchange <= 30_000
-        assert e.market == "SYNTH-SOL"
+        assert e.market == "synthetic:SYNTH-SOL"
     assert events[0].ts_exchange >= 1_767_225_600_000_000
 
 
@@ -83,7 +83,7 @@ def test_trades(events: list[BookTick | Trade]) -> None:
     assert {t.side for t in trades} == {"buy", "sell"}
     ids = [t.trade_id for t in trades]
     assert len(set(ids)) == len(ids)
-    assert all(i.startswith("SYNTH-SOL-") for i in ids)
+    assert all(i.startswith("synthetic:SYNTH-SOL-") for i in ids)
     qty = sorted(t.qty for t in trades)
     assert qty[len(qty) // 2] <= 2  # most trades are small ...
     assert qty[-1] >= 5  # ... but the tail is heavy

@@ -46,11 +46,14 @@ from tests.conftest import json_values
 
 D = Decimal
 SETTINGS = load_settings()
-MARKETS = ("BTCUSDT", "SOLUSDT")
+MARKETS = ("binance-futures:BTCUSDT", "binance-futures:SOLUSDT")
 KNOWN = frozenset(SETTINGS.markets)
 assert set(MARKETS) <= KNOWN
 TICK = {m: SETTINGS.markets[m].tick_size for m in MARKETS}
-START_MID = {"BTCUSDT": 618_000, "SOLUSDT": 7_730}  # in ticks: 61800.0 and 77.30
+START_MID = {
+    "binance-futures:BTCUSDT": 618_000,
+    "binance-futures:SOLUSDT": 7_730,
+}  # in ticks: 61800.0 and 77.30
 T0 = 1_786_310_000_000_000
 
 CASES: Tally[str] = Tally()  # generated cases, by test
@@ -671,10 +674,12 @@ def test_runtime_dead_letters_keep_the_original_bytes() -> None:
     """A refused record is "kept whole: raw (the original bytes)" (docs/wire-format.md), also
     when the runtime refuses it (duplicate, out of order) and the producer's JSON is not ours."""
     ctx = Book()
-    book = encode(ctx.book("SOLUSDT", T0 + 2_000_000))
-    trade = encode(ctx.trade("SOLUSDT", T0 + 2_000_000, "sell", 3, "t-1"))
+    book = encode(ctx.book("binance-futures:SOLUSDT", T0 + 2_000_000))
+    trade = encode(ctx.trade("binance-futures:SOLUSDT", T0 + 2_000_000, "sell", 3, "t-1"))
     resent = orjson.dumps(orjson.loads(trade), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-    late = orjson.dumps(orjson.loads(encode(ctx.book("SOLUSDT", T0))), option=orjson.OPT_SORT_KEYS)
+    late = orjson.dumps(
+        orjson.loads(encode(ctx.book("binance-futures:SOLUSDT", T0))), option=orjson.OPT_SORT_KEYS
+    )
     CASES["fixed_original_bytes"] += 1
     outputs, _ = run_events([book, trade, resent, late], SETTINGS, paper=True, workers=1)
     assert sorted(d.reason.split(" ")[0] for d in outputs.dead) == ["duplicate", "out"]
@@ -687,10 +692,14 @@ def test_replay_survives_a_decimal_finer_than_its_outputs(where: str, tmp_path: 
     raises on it: the whole run dies instead of one dead letter."""
     CASES["fixed_sub_resolution_replay"] += 1
     ctx = Book()
-    good = [encode(ctx.book("SOLUSDT", T0 + i * 400_000)) for i in range(20)]
+    good = [encode(ctx.book("binance-futures:SOLUSDT", T0 + i * 400_000)) for i in range(20)]
     kind, key = where.split(".")
     last = T0 + 19 * 400_000
-    event = ctx.book("SOLUSDT", last) if kind == "book" else ctx.fill("SOLUSDT", last, "buy", 1, "ext-1")
+    event = (
+        ctx.book("binance-futures:SOLUSDT", last)
+        if kind == "book"
+        else ctx.fill("binance-futures:SOLUSDT", last, "buy", 1, "ext-1")
+    )
     doc = orjson.loads(encode(event))
     doc[key] = "0.0000000000000000001" if key != "fee" else "-0.0000000000000000001"
     bad = orjson.dumps(doc)

@@ -31,7 +31,7 @@ HYP = settings(max_examples=300, deadline=None, suppress_health_check=[HealthChe
 # -- fixtures of every type ----------------------------------------------------------------------
 
 TICK = BookTick(
-    market="SOLUSDT",
+    market="binance-futures:SOLUSDT",
     ts_exchange=1786310819053000,
     ts_recv=1786310819918750,
     bid_px=D("77.300"),
@@ -40,7 +40,7 @@ TICK = BookTick(
     ask_qty=D("212.6"),
 )
 TRADE = Trade(
-    market="BTCUSDT",
+    market="binance-futures:BTCUSDT",
     ts_exchange=1723161256322000,
     ts_recv=1723161255088176,
     trade_id="5266583935",
@@ -49,9 +49,9 @@ TRADE = Trade(
     qty=D("0.006"),
 )
 FILL = Fill(
-    market="SOLUSDT",
+    market="binance-futures:SOLUSDT",
     ts=1786310821431163,
-    fill_id="SOLUSDT-F000000001",
+    fill_id="binance-futures:SOLUSDT-F000000001",
     intent_id="q-17",
     side="sell",
     px=D("77.31"),
@@ -61,7 +61,7 @@ FILL = Fill(
     source="maker",
 )
 HEDGE_FILL = Fill(
-    market="SOLUSDT",
+    market="binance-futures:SOLUSDT",
     ts=5,
     fill_id="f2",
     intent_id="h-1",
@@ -73,7 +73,7 @@ HEDGE_FILL = Fill(
     source="hedge",
 )
 QUOTE = QuoteIntent(
-    market="SOLUSDT",
+    market="binance-futures:SOLUSDT",
     ts=123,
     intent_id="q-1",
     bid_px=D("77.27"),
@@ -86,7 +86,7 @@ QUOTE = QuoteIntent(
     reasons=("trend_down", "pnl_guard"),
 )
 QUOTE_BOTH = QuoteIntent(
-    market="BTCUSDT",
+    market="binance-futures:BTCUSDT",
     ts=0,
     intent_id="q-2",
     bid_px=D("61780.1"),
@@ -98,7 +98,7 @@ QUOTE_BOTH = QuoteIntent(
     inventory=D("0"),
 )
 HEDGE = HedgeIntent(
-    market="SOLUSDT",
+    market="binance-futures:SOLUSDT",
     ts=99,
     intent_id="h-1",
     side="sell",
@@ -109,9 +109,9 @@ HEDGE = HedgeIntent(
     inventory=D("0.027"),
     reasons=("inventory>trigger",),
 )
-CANCEL = CancelAllIntent(market="SOLUSDT", ts=7, intent_id="c-1", reasons=("stale",))
+CANCEL = CancelAllIntent(market="binance-futures:SOLUSDT", ts=7, intent_id="c-1", reasons=("stale",))
 CANCEL_FULL = CancelAllIntent(
-    market="SOLUSDT",
+    market="binance-futures:SOLUSDT",
     ts=7,
     intent_id="c-2",
     best_bid=D("1.5"),
@@ -473,15 +473,15 @@ def test_flow_decoder_splits_by_market_and_dead_letters_bad_records() -> None:
     metrics = Metrics()
     decode = make_decoder(settings, metrics)
     sol1, btc1, sol2, btc2 = (
-        _book("SOLUSDT", 1),
-        _trade("BTCUSDT", 2, "61800.3"),
-        _trade("SOLUSDT", 3),
-        _book("BTCUSDT", 4, "61800.2", "61800.3"),
+        _book("binance-futures:SOLUSDT", 1),
+        _trade("binance-futures:BTCUSDT", 2, "61800.3"),
+        _trade("binance-futures:SOLUSDT", 3),
+        _book("binance-futures:BTCUSDT", 4, "61800.2", "61800.3"),
     )
-    crossed = _book("SOLUSDT", 5, bid="77.31", ask="77.30")
-    locked = _book("SOLUSDT", 6, bid="77.30", ask="77.30")
+    crossed = _book("binance-futures:SOLUSDT", 5, bid="77.31", ask="77.30")
+    locked = _book("binance-futures:SOLUSDT", 6, bid="77.30", ask="77.30")
     unknown = _book("DOGEUSDT", 7, bid="0.1", ask="0.2")
-    sol3 = _book("SOLUSDT", 8)
+    sol3 = _book("binance-futures:SOLUSDT", 8)
     batch = [
         encode(sol1),
         encode(btc1),
@@ -497,14 +497,17 @@ def test_flow_decoder_splits_by_market_and_dead_letters_bad_records() -> None:
     (out,) = decode(batch)
     chunks, dead = out.chunks, out.dead
     assert chunks and dead
-    assert dict(chunks) == {"SOLUSDT": [sol1, sol2, sol3], "BTCUSDT": [btc1, btc2]}
+    assert dict(chunks) == {
+        "binance-futures:SOLUSDT": [sol1, sol2, sol3],
+        "binance-futures:BTCUSDT": [btc1, btc2],
+    }
     assert len(chunks) == 2  # one chunk per market
     assert all(isinstance(d, DeadLetter) for d in dead)
     assert [(d.reason.split(":")[0], d.market) for d in dead] == [
         ("malformed json", None),
         ("unknown market", "DOGEUSDT"),
-        ("crossed book", "SOLUSDT"),
-        ("crossed book", "SOLUSDT"),
+        ("crossed book", "binance-futures:SOLUSDT"),
+        ("crossed book", "binance-futures:SOLUSDT"),
         ("malformed json", None),
     ]
     assert "DOGEUSDT" in dead[1].reason
@@ -522,10 +525,10 @@ def test_flow_decoder_splits_by_market_and_dead_letters_bad_records() -> None:
 def test_flow_decoder_labels_kafka_like_messages_by_topic() -> None:
     metrics = Metrics()
     decode = make_decoder(load_settings(), metrics)
-    good = SimpleNamespace(value=encode(_book("SOLUSDT", 1)), topic="mmflow.marketdata")
+    good = SimpleNamespace(value=encode(_book("binance-futures:SOLUSDT", 1)), topic="mmflow.marketdata")
     bad = SimpleNamespace(value=b"not json", topic="mmflow.marketdata")
     schema = SimpleNamespace(
-        value=orjson.dumps({**orjson.loads(encode(_book("SOLUSDT", 2))), "bid_px": "NaN"}),
+        value=orjson.dumps({**orjson.loads(encode(_book("binance-futures:SOLUSDT", 2))), "bid_px": "NaN"}),
         topic="mmflow.fills",
     )
     # confluent-kafka's Message exposes value() and topic() as methods
@@ -547,12 +550,15 @@ def test_flow_decoder_labels_kafka_like_messages_by_topic() -> None:
 def test_flow_decoder_passes_typed_events_and_dead_letters_through() -> None:
     metrics = Metrics()
     decode = make_decoder(load_settings(), metrics)
-    ev = _book("SOLUSDT", 1)
+    ev = _book("binance-futures:SOLUSDT", 1)
     dl = DeadLetter(
-        source="file.csv", reason="book: crossed or locked (bid >= ask)", raw=b"{}", market="SOLUSDT"
+        source="file.csv",
+        reason="book: crossed or locked (bid >= ask)",
+        raw=b"{}",
+        market="binance-futures:SOLUSDT",
     )
     (out,) = decode([ev, dl])
-    assert (out.chunks, out.dead) == ([("SOLUSDT", [ev])], [dl])
+    assert (out.chunks, out.dead) == ([("binance-futures:SOLUSDT", [ev])], [dl])
     assert dead_count(metrics, "file.csv", "book") == 1
 
 
@@ -561,10 +567,10 @@ def test_flow_decoder_survives_undecodable_text() -> None:
     # like any other malformed record, rather than abort the whole batch.
     metrics = Metrics()
     decode = make_decoder(load_settings(), metrics)
-    ok = encode(_book("SOLUSDT", 1))
+    ok = encode(_book("binance-futures:SOLUSDT", 1))
     (out,) = decode([ok, "\ud800"])
     assert len(out.dead) == 1
-    assert out.chunks == [("SOLUSDT", [_book("SOLUSDT", 1)])]
+    assert out.chunks == [("binance-futures:SOLUSDT", [_book("binance-futures:SOLUSDT", 1)])]
 
 
 # -- the tally ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from mmflow.models import BookTick, Trade
 from mmflow.wire import WireError, _canonical, _fast, _load, decode_input, decode_input_validated, encode
 
 BOOK = BookTick(
-    market="BTCUSDT",
+    market="binance-futures:BTCUSDT",
     ts_exchange=1,
     ts_recv=2,
     bid_px=Decimal("61800.20"),
@@ -22,7 +22,7 @@ BOOK = BookTick(
     ask_qty=Decimal("2.510"),
 )
 TRADE = Trade(
-    market="SOLUSDT",
+    market="binance-futures:SOLUSDT",
     ts_exchange=5,
     ts_recv=6,
     trade_id="4b08",

@@ -215,7 +215,7 @@ def test_volatility_alternating_returns_hand_computed():
 
 def test_volatility_window_bounds_the_returns():
     # window 3: the first big return (5%) falls out, leaving 0.001, 0.002, 0.003 -> 10 bps
-    v = RealizedVolatility(VolatilityConfig(window=3), min_returns=2)
+    v = RealizedVolatility(VolatilityConfig(window=3, min_returns=2))
     mids = mids_from_returns(100.0, [0.05, 0.001, 0.002, 0.003])
     for m in mids[:-1]:
         v.add_sample(m)

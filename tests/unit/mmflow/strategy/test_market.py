@@ -14,47 +14,16 @@ from decimal import Decimal as D
 import pytest
 
 from mmflow.config import load_settings
-from mmflow.models import BookTick, CancelAllIntent, Fill, HedgeIntent, QuoteIntent
+from mmflow.models import BookTick, CancelAllIntent, HedgeIntent, QuoteIntent
 from mmflow.strategy.market import MarketMaker
+from tests.builders import SOL, T0, S, fill, tick, warm
 
-MKT = "SOLUSDT"
-S = 1_000_000
-T0 = 1_700_000_000 * S
+MKT = SOL
 SPEC = load_settings().markets[MKT]
 
 
 def make(preset: str = "phase2") -> MarketMaker:
     return MarketMaker(MKT, SPEC, load_settings(preset).strategy)
-
-
-def tick(ts: int, bid: str = "150.00", ask: str = "150.01") -> BookTick:
-    return BookTick(
-        market=MKT, ts_exchange=ts, ts_recv=ts, bid_px=D(bid), bid_qty=D("10"), ask_px=D(ask), ask_qty=D("10")
-    )
-
-
-def fill(
-    ts: int,
-    fill_id: str,
-    side: str,
-    px: str,
-    qty: str,
-    fee: str = "0",
-    source: str = "maker",
-    intent_id: str = "SOLUSDT-000000001",
-) -> Fill:
-    return Fill(
-        market=MKT,
-        ts=ts,
-        fill_id=fill_id,
-        intent_id=intent_id,
-        side=side,
-        px=D(px),
-        qty=D(qty),
-        fee=D(fee),
-        liquidity="maker" if source == "maker" else "taker",
-        source=source,
-    )
 
 
 def feed(mm: MarketMaker, ev) -> list:
@@ -63,17 +32,10 @@ def feed(mm: MarketMaker, ev) -> list:
     return mm.on_fill(ev)
 
 
-def warm(mm: MarketMaker) -> list:
-    """Six 1-s spaced ticks (5 returns); return the intents of the last one."""
-    for i in range(5):
-        assert mm.on_book(tick(T0 + i * S)) == []
-    return mm.on_book(tick(T0 + 5 * S))
-
-
 FIRST_QUOTE = QuoteIntent(
     market=MKT,
     ts=T0 + 5 * S,
-    intent_id="SOLUSDT-000000001",
+    intent_id="binance-futures:SOLUSDT-000000001",
     bid_px=D("149.95"),
     bid_qty=D("0.011"),
     ask_px=D("150.06"),
@@ -154,7 +116,7 @@ def test_quote_resent_when_price_moves_past_tolerance():
         QuoteIntent(
             market=MKT,
             ts=T0 + 5 * S + 500_000,
-            intent_id="SOLUSDT-000000002",
+            intent_id="binance-futures:SOLUSDT-000000002",
             bid_px=D("150.00"),
             bid_qty=D("0.011"),
             ask_px=D("150.11"),
@@ -175,7 +137,7 @@ BUY_FILL = fill(FILL_TS, "f1", "buy", "149.95", "0.011", fee="0.00032989")
 HEDGE_AFTER_BUY = HedgeIntent(
     market=MKT,
     ts=FILL_TS,
-    intent_id="SOLUSDT-000000002",
+    intent_id="binance-futures:SOLUSDT-000000002",
     side="sell",
     qty=D("0.010"),
     # 150.00 x 0.9995 = 149.925 -> rounded up (conservative for a sell) to 149.93
@@ -200,7 +162,7 @@ def test_phase2_buy_fill_to_0011_hedges_and_quotes_asks_only():
         QuoteIntent(
             market=MKT,
             ts=FILL_TS,
-            intent_id="SOLUSDT-000000003",
+            intent_id="binance-futures:SOLUSDT-000000003",
             bid_px=None,
             bid_qty=None,
             ask_px=D("150.08"),
@@ -225,7 +187,7 @@ def test_phase1_same_inventory_still_quotes_both_sides():
         QuoteIntent(
             market=MKT,
             ts=FILL_TS,
-            intent_id="SOLUSDT-000000003",
+            intent_id="binance-futures:SOLUSDT-000000003",
             bid_px=D("149.95"),
             bid_qty=D("0.011"),
             ask_px=D("150.06"),
@@ -247,7 +209,7 @@ def test_inventory_exactly_at_threshold_is_symmetric_and_unhedged():
         QuoteIntent(
             market=MKT,
             ts=FILL_TS,
-            intent_id="SOLUSDT-000000002",
+            intent_id="binance-futures:SOLUSDT-000000002",
             bid_px=D("149.95"),
             bid_qty=D("0.011"),
             ask_px=D("150.06"),
@@ -272,7 +234,7 @@ def test_phase2_short_inventory_quotes_bids_only_with_tier_two():
         HedgeIntent(
             market=MKT,
             ts=FILL_TS,
-            intent_id="SOLUSDT-000000002",
+            intent_id="binance-futures:SOLUSDT-000000002",
             side="buy",
             qty=D("0.024"),
             limit_px=D("150.08"),
@@ -284,7 +246,7 @@ def test_phase2_short_inventory_quotes_bids_only_with_tier_two():
         QuoteIntent(
             market=MKT,
             ts=FILL_TS,
-            intent_id="SOLUSDT-000000003",
+            intent_id="binance-futures:SOLUSDT-000000003",
             bid_px=D("149.92"),
             bid_qty=D("0.005"),
             ask_px=None,
@@ -306,7 +268,7 @@ def test_phase1_soft_cap_halves_the_adding_side():
         HedgeIntent(
             market=MKT,
             ts=FILL_TS,
-            intent_id="SOLUSDT-000000002",
+            intent_id="binance-futures:SOLUSDT-000000002",
             side="sell",
             qty=D("0.03"),
             limit_px=D("149.93"),
@@ -318,7 +280,7 @@ def test_phase1_soft_cap_halves_the_adding_side():
         QuoteIntent(
             market=MKT,
             ts=FILL_TS,
-            intent_id="SOLUSDT-000000003",
+            intent_id="binance-futures:SOLUSDT-000000003",
             bid_px=D("149.95"),
             bid_qty=D("0.005"),
             ask_px=D("150.06"),
@@ -359,7 +321,7 @@ def test_hedger_cooldown_and_wake_through_market_maker():
         HedgeIntent(
             market=MKT,
             ts=FILL_TS + 2 * S,
-            intent_id="SOLUSDT-000000004",
+            intent_id="binance-futures:SOLUSDT-000000004",
             side="sell",
             qty=D("0.010"),
             limit_px=D("149.93"),
@@ -379,7 +341,7 @@ def test_hedger_cooldown_and_wake_through_market_maker():
             "0.010",
             fee="0.00075",
             source="hedge",
-            intent_id="SOLUSDT-000000004",
+            intent_id="binance-futures:SOLUSDT-000000004",
         )
     )
     assert mm.inventory == D("0.001")
@@ -387,7 +349,7 @@ def test_hedger_cooldown_and_wake_through_market_maker():
         QuoteIntent(
             market=MKT,
             ts=FILL_TS + 2 * S + 1,
-            intent_id="SOLUSDT-000000005",
+            intent_id="binance-futures:SOLUSDT-000000005",
             bid_px=D("149.95"),
             bid_qty=D("0.011"),
             ask_px=D("150.06"),
@@ -480,7 +442,7 @@ def test_pnl_guard_reason_after_realized_minus_020():
         QuoteIntent(
             market=MKT,
             ts=FILL_TS + 1,
-            intent_id="SOLUSDT-000000004",
+            intent_id="binance-futures:SOLUSDT-000000004",
             bid_px=D("149.90"),
             bid_qty=D("0.009"),
             ask_px=D("150.11"),
@@ -531,8 +493,8 @@ def test_intent_ids_are_deterministic_and_sequential():
     b = scenario()
     assert len(a) >= 5
     assert a == b
-    assert [i.intent_id for i in a] == [f"SOLUSDT-{n:09d}" for n in range(1, len(a) + 1)]
-    assert a[0].intent_id == "SOLUSDT-000000001"
+    assert [i.intent_id for i in a] == [f"binance-futures:SOLUSDT-{n:09d}" for n in range(1, len(a) + 1)]
+    assert a[0].intent_id == "binance-futures:SOLUSDT-000000001"
     kinds = {type(i) for i in a}
     # The 61 s silence before the last tick trips the stale-data guard: a cancel-all, then a requote.
     assert kinds == {QuoteIntent, HedgeIntent, CancelAllIntent}

@@ -18,7 +18,7 @@ from mmflow.strategy.quoting import bps_factor, floor_to, moved, price_quotes, r
 
 S = 1_000_000
 T0 = 1_700_000_000 * S
-SOL = load_settings().markets["SOLUSDT"]
+SOL = load_settings().markets["binance-futures:SOLUSDT"]
 HCFG = load_settings("phase2").strategy.hedger
 
 

@@ -18,27 +18,21 @@ from decimal import Decimal as D
 
 import pytest
 
-from mmflow.config import load_settings
 from mmflow.connectors.metrics import Metrics
 from mmflow.flows.engine import make_decoder
 from mmflow.flows.runtime import MarketRuntime
 from mmflow.models import (
-    BookTick,
     CancelAllIntent,
-    Control,
     DeadLetter,
-    Fill,
     HedgeIntent,
     QuoteIntent,
-    Trade,
 )
 from mmflow.outputs import Outputs
 from mmflow.strategy.market import MarketMaker
 from mmflow.wire import encode
+from tests.builders import SOL, T0, S, control, fill, settings, tick, trade, warm
 
-MKT = "SOLUSDT"
-S = 1_000_000
-T0 = 1_700_000_000 * S
+MKT = SOL
 WARM_TS = T0 + 5 * S  # the first quote
 STALE_US = 5 * S
 
@@ -50,58 +44,12 @@ OFF = {
 NO_HEDGER = "strategy.hedger.enabled=false"
 
 
-# -- helpers (tick / fill / warm copied from tests/test_market_maker.py) -------------------------
-
-
-def settings(*overrides: str, preset: str | None = None):
-    return load_settings(preset, overrides=list(overrides))
+# -- helpers (events and warm-up: tests/builders.py) ----------------------------------------------
 
 
 def make(*overrides: str, preset: str | None = None) -> MarketMaker:
     s = settings(*overrides, preset=preset)
     return MarketMaker(MKT, s.markets[MKT], s.strategy)
-
-
-def tick(ts: int, bid: str = "150.00", ask: str = "150.01", ts_exchange: int | None = None) -> BookTick:
-    return BookTick(
-        market=MKT,
-        ts_exchange=ts if ts_exchange is None else ts_exchange,
-        ts_recv=ts,
-        bid_px=D(bid),
-        bid_qty=D("10"),
-        ask_px=D(ask),
-        ask_qty=D("10"),
-    )
-
-
-def trade(ts: int, trade_id: str, side: str = "sell", px: str = "150.00", qty: str = "1") -> Trade:
-    return Trade(market=MKT, ts_exchange=ts, ts_recv=ts, trade_id=trade_id, side=side, px=D(px), qty=D(qty))
-
-
-def fill(ts: int, fill_id: str, side: str, px: str, qty: str, fee: str = "0") -> Fill:
-    return Fill(
-        market=MKT,
-        ts=ts,
-        fill_id=fill_id,
-        intent_id="SOLUSDT-000000001",
-        side=side,
-        px=D(px),
-        qty=D(qty),
-        fee=D(fee),
-        liquidity="maker",
-        source="maker",
-    )
-
-
-def control(ts: int, action: str, command_id: str = "c1", market: str = MKT) -> Control:
-    return Control(market=market, ts=ts, command_id=command_id, action=action, reason="test")
-
-
-def warm(mm: MarketMaker) -> list:
-    """Six 1-s spaced ticks (5 returns); return the intents of the last one."""
-    for i in range(5):
-        assert mm.on_book(tick(T0 + i * S)) == []
-    return mm.on_book(tick(WARM_TS))
 
 
 def warm_quoted(mm: MarketMaker) -> QuoteIntent:
@@ -145,13 +93,13 @@ def test_stale_gap_cancels_at_previous_plus_limit_then_fresh_event_requotes():
     assert cancel.reasons == ("stale_data",)
     assert cancel.ts == WARM_TS + STALE_US  # stamped when the data went stale, not on arrival
     assert cancel.market == MKT
-    assert cancel.intent_id == "SOLUSDT-000000002"
+    assert cancel.intent_id == "binance-futures:SOLUSDT-000000002"
     assert mm.safety.stale_engagements == 1
     # the same (fresh) event lifted the guard and a new quote followed, at the event's time
     assert not mm.safety.stale and not mm.safety.blocked
     assert quote.ts == WARM_TS + 6 * S
     assert (quote.bid_px, quote.ask_px) == (D("149.95"), D("150.06"))
-    assert quote.intent_id == "SOLUSDT-000000003"
+    assert quote.intent_id == "binance-futures:SOLUSDT-000000003"
     assert mm.last_quote == quote
 
 
