@@ -11,7 +11,7 @@ from typing import Any
 from mmflow.cli import live
 from mmflow.cli.args import common, inputs
 from mmflow.config import ConfigError, Settings, load_settings
-from mmflow.connectors.files import load_inputs
+from mmflow.connectors.files import InputError, load_inputs
 from mmflow.connectors.metrics import Metrics
 from mmflow.connectors.synthetic import describe, generate
 from mmflow.flows.replay import replay
@@ -97,12 +97,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
         report=not args.no_report,
     )
     s = result.summary
+    if not s["markets"]:
+        return _nothing_processed(s)
     print(
         f"{s['events']:,} events in {s['wall_seconds']:.2f} s ({s['events_per_second']:,.0f} ev/s), "
         f"{s['dead_letters']} dead letters -> {args.out}"
     )
     print(comparison_table({settings.preset: s}))
     return 0
+
+
+def _nothing_processed(summary: dict[str, Any]) -> int:
+    """A run that decided nothing is a failure, whatever the reason: say so, exit 1."""
+    print(
+        f"mmflow: warning: processed no event ({summary['events']:,} read, "
+        f"{summary['dead_letters']:,} dead letters): nothing was replayed",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _compare(
@@ -125,6 +137,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         runs = {p: load_settings(p, None, args.set) for p in ("phase1", "phase2")}
     events = _load(args, next(iter(runs.values())))
     results = _compare(events, runs, Path(args.out) if args.out else None, args.quiet)
+    first = next(iter(results.values()))
+    if not first["markets"]:
+        return _nothing_processed(first)
     print(comparison_table(results))
     return 0
 
@@ -179,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except ConfigError as err:
+    except (ConfigError, InputError) as err:
         print(f"mmflow: {err}", file=sys.stderr)
         return 2
 

@@ -4,7 +4,7 @@ Settings come from the environment: ``MMFLOW_RUN_PRESET``, ``MMFLOW_RUN_CONFIG``
 ``MMFLOW_RUN_SET`` (JSON list of dotted overrides) and the usual ``MMFLOW_*`` variables.
 ``MMFLOW_RUN_METRICS_PORT`` serves /metrics (`mmflow run` gives process i port + i).
 ``MMFLOW_RUN_CONFIRM_WRITES=0`` lets the worker go on before the broker confirms its outputs
-(`mmflow run` sets it when there is no recovery directory; see ``connectors.kafka_io.FlowSink``).
+(`mmflow run` sets it when there is no recovery directory; see ``mmflow.connectors.kafka_io.FlowSink``).
 
 Ordering rule: the flow consumes the market-data and fills topics, each market keyed to one
 partition, and books a fill when it arrives. It writes every fill it booked to the journal topic

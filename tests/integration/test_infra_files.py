@@ -1,6 +1,6 @@
 """Structure checks for the container stack in infra/: compose, Prometheus, Grafana provisioning
 and dashboard. No Docker needed: the files are parsed and cross-checked against each other and
-against the metric names actually registered by connectors.metrics.Metrics()."""
+against the metric names actually registered by mmflow.connectors.metrics.Metrics()."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ removing a protection fails this file.
 
 Book is SOLUSDT 150.00 / 150.01 (mid 150.005, tick 0.01, lot 0.001) unless a test moves it. After
 warm-up (six ticks one second apart) the volatility is 0 bps and the first quote is
-149.95 / 150.06, 0.011 each side (see tests/test_market_maker.py for the arithmetic).
+149.95 / 150.06, 0.011 each side (see tests/unit/mmflow/strategy/test_market.py for the arithmetic).
 Defaults used here: stale_after_s=5, max_position_base=0.10, loss_limit_quote=-5.0.
 """
 
