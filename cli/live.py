@@ -17,10 +17,11 @@ from typing import Any
 from mmflow.cli.args import common
 from mmflow.config import Settings, load_settings
 from mmflow.connectors.files import load_inputs
-from mmflow.connectors.kafka_io import create_topics, producer, publish_event
+from mmflow.connectors.kafka_io import broker_problem, create_topics, producer, publish_event
 from mmflow.connectors.metrics import get_metrics
 from mmflow.connectors.recorder import record
 from mmflow.connectors.venue_service import VenueService
+from mmflow.flows.live import stop_on_sigterm
 from mmflow.models import Control, Fill
 from mmflow.wire import encode
 
@@ -39,35 +40,53 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_feed(args: argparse.Namespace) -> int:
-    """Publish a recording to the market-data topic, paced or as fast as possible."""
+    """Publish a recording to the market-data topic, paced or as fast as possible; exit 1 with the
+    number of events the broker did not take."""
     settings = _settings(args)
     events, dead = load_inputs(args.quotes or [], args.trades or [], [], settings.markets)
     if dead:
         print(f"feed: {len(dead)} invalid rows skipped (first: {dead[0].reason})", file=sys.stderr)
-    prod = producer(settings.kafka)
+    market_data = [e for e in events if not isinstance(e, Fill)]
+    problem = broker_problem(settings.kafka)
+    if problem is not None:
+        print(
+            f"feed: {len(market_data):,} of {len(market_data):,} events not delivered: {problem}",
+            file=sys.stderr,
+        )
+        return 1
+    failed: list[int] = [0]
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is not None:
+            failed[0] += 1
+
+    prod = producer(settings.kafka, **{"message.timeout.ms": str(int(args.timeout * 1000))})
     topic = settings.kafka.market_data_topic
     start_wall = time.monotonic()
     first_ts = None
-    for n, event in enumerate(events, 1):
-        if isinstance(event, Fill):
-            continue
+    for n, event in enumerate(market_data, 1):
         if args.speed > 0:
             first_ts = first_ts or event.ts_recv
             due = (event.ts_recv - first_ts) / 1e6 / args.speed
             delay = due - (time.monotonic() - start_wall)
             if delay > 0:
                 time.sleep(delay)
-        publish_event(prod, topic, event)
+        publish_event(prod, topic, event, on_delivery=delivered)
         if n % 10_000 == 0:
             prod.poll(0)
-    prod.flush(60)
+    left = prod.flush(args.timeout + 5)
     wall = time.monotonic() - start_wall
-    print(f"fed {len(events):,} events to {topic} in {wall:.2f} s")
+    lost = failed[0] + left
+    if lost:
+        print(f"feed: {lost:,} of {len(market_data):,} events not delivered to {topic}", file=sys.stderr)
+        return 1
+    print(f"fed {len(market_data):,} events to {topic} in {wall:.2f} s")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """The flow on Kafka through ``python -m bytewax.run``."""
+    """The flow on Kafka: this process becomes ``python -m mmflow.flows.live`` (exec), so a
+    signal sent to ``mmflow run`` reaches the flow itself and nothing is left running."""
     env = dict(os.environ)
     env["MMFLOW_RUN_PRESET"] = args.preset or ""
     env["MMFLOW_RUN_CONFIG"] = args.config or ""
@@ -75,9 +94,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.bootstrap:
         sets.append(f"kafka.bootstrap_servers={args.bootstrap}")
     env["MMFLOW_RUN_SET"] = json.dumps(sets)
-    _settings(args)  # fail here, naming the field, rather than inside the workers
-    target = "mmflow.flows.live:build(tail=False)" if args.until_end else "mmflow.flows.live:build()"
-    cmd = [sys.executable, "-m", "bytewax.run", target, "-w", str(args.workers)]
+    settings = _settings(args)  # fail here, naming the field, rather than inside the workers
+    cmd = [sys.executable, "-m", "mmflow.flows.live", "-w", str(args.workers)]
+    if args.until_end:
+        cmd.append("--until-end")
     if args.process_id is not None:
         cmd += ["-i", str(args.process_id), "-a", args.addresses]
     if args.metrics_port is not None:
@@ -93,7 +113,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
             return 2
         cmd += ["-r", args.recovery_dir, "-s", str(args.snapshot_interval), "-b", str(args.backup_interval)]
-    return subprocess.call(cmd, env=env)
+    problem = broker_problem(settings.kafka)
+    if problem is not None:
+        print(f"mmflow run: {problem}", file=sys.stderr)
+        return 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, cmd, env)
+    return 0  # not reached
 
 
 def cmd_recovery_init(args: argparse.Namespace) -> int:
@@ -103,16 +130,29 @@ def cmd_recovery_init(args: argparse.Namespace) -> int:
 
 
 def cmd_venue(args: argparse.Namespace) -> int:
+    """The paper execution connector until SIGINT/SIGTERM (a clean stop) or ``--seconds``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = _settings(args)
+    problem = broker_problem(settings.kafka)
+    if problem is not None:
+        print(f"mmflow venue: {problem}", file=sys.stderr)
+        return 1
     if args.metrics_port is not None:
         get_metrics().serve(args.metrics_port, settings.metrics.host)
-    VenueService(settings, group_id=args.group_id).run(args.seconds)
+    stop_on_sigterm()
+    try:
+        VenueService(settings, group_id=args.group_id).run(args.seconds)
+    except KeyboardInterrupt:
+        logging.getLogger("mmflow.venue").info("venue stopped")
     return 0
 
 
 def cmd_control(args: argparse.Namespace) -> int:
-    """The kill switch: publish a halt or resume for one market or all to the control topic."""
+    """The kill switch: publish a halt or resume for one market or all to the control topic.
+
+    Exit 1 when the broker did not take it (no broker, or this principal may not write the
+    control topic: see docs/kafka-security.md); the flow logs and counts every command it applies.
+    """
     settings = _settings(args)
     market = "*" if args.all else args.market
     if not market:
@@ -121,19 +161,34 @@ def cmd_control(args: argparse.Namespace) -> int:
     if market != "*" and market not in settings.markets:
         print(f"mmflow control: unknown market {market!r}", file=sys.stderr)
         return 2
+    if args.clear_loss_limit and args.action != "resume":
+        print("mmflow control: --clear-loss-limit goes with resume", file=sys.stderr)
+        return 2
     cmd = Control(
         market=market,
         ts=time.time_ns() // 1000,
         command_id=uuid.uuid4().hex,
         action=args.action,
         reason=args.reason,
+        clear_loss_limit=args.clear_loss_limit,
     )
-    prod = producer(settings.kafka)
-    prod.produce(settings.kafka.control_topic, key=market.encode(), value=encode(cmd))
-    if prod.flush(30):
-        print("mmflow control: not delivered (is the broker up?)", file=sys.stderr)
+    errors: list[str] = []
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is not None:
+            errors.append(err.str())
+
+    prod = producer(settings.kafka, **{"message.timeout.ms": str(int(args.timeout * 1000))})
+    prod.produce(settings.kafka.control_topic, key=market.encode(), value=encode(cmd), on_delivery=delivered)
+    left = prod.flush(args.timeout + 5)
+    if left or errors:
+        why = errors[0] if errors else "no answer from the broker"
+        print(f"mmflow control: {args.action} {market} not delivered: {why}", file=sys.stderr)
         return 1
-    print(f"{args.action} {market} sent to {settings.kafka.control_topic} ({cmd.command_id})")
+    flag = " --clear-loss-limit" if args.clear_loss_limit else ""
+    print(
+        f"{args.action}{flag} {market} sent to {settings.kafka.control_topic} ({cmd.command_id}): {args.reason!r}"
+    )
     return 0
 
 
@@ -161,6 +216,12 @@ def register(sub: Any) -> None:
     p.add_argument("--quotes", action="append")
     p.add_argument("--trades", action="append")
     p.add_argument("--speed", type=float, default=0.0, help="x recorded pace; 0 = as fast as possible")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds an event may wait for the broker before it counts as lost",
+    )
 
     p = add("run", cmd_run, "run the flow on Kafka (python -m bytewax.run)")
     p.add_argument("--workers", type=int, default=1)
@@ -189,6 +250,12 @@ def register(sub: Any) -> None:
     p.add_argument("--market")
     p.add_argument("--all", action="store_true")
     p.add_argument("--reason", default="")
+    p.add_argument(
+        "--clear-loss-limit",
+        action="store_true",
+        help="with resume: also lift a loss-limit halt (a plain resume does not)",
+    )
+    p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the broker to take it")
 
     p = add("record", cmd_record, "write the topics to Parquet for offline replay")
     p.add_argument("--out", required=True)

@@ -1,24 +1,36 @@
-"""Recorded market data and fills on disk: Tardis-style CSV (gzipped or not) and our Parquet.
+"""Recorded data on disk: Tardis-style CSV (gzipped or not) and our own Parquet recordings.
 
-Files are parsed and validated in bulk with polars; every row that fails a check becomes a
-``DeadLetter`` with its reason and the original row, and the rest become typed events. Decimal
-columns are read as text and turned into ``Decimal`` directly, so no price ever passes through
-a binary float.
+Every row becomes the wire form of its event and is checked by the very decoder Kafka records go
+through (``mmflow.wire``), so a record gets the same verdict from a file as from a topic; a row
+that fails is a ``DeadLetter`` with the decoder's reason and its row number, and the rest are
+typed events. Decimals are read as text and become ``Decimal`` directly: no price ever passes
+through a binary float.
 
-Our own Parquet recording has one row per wire message with the wire field names
+A file that cannot be read as a whole (missing, empty, a truncated gzip, a missing column, a
+quotes file given as trades, an instrument without a spec) raises ``InputError`` naming the file
+and the column; a ragged row or a row that is not UTF-8 is one dead letter, and the rest is read.
+CSV is read line by line with the standard library's ``csv`` for exactly that: polars reads a
+well-formed file faster but fails it whole on one bad line.
+
+Our Parquet recording has one row per wire message with the wire field names
 (``type, market, ts_exchange, ts_recv, bid_px, ...``) and decimals stored as exact strings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import csv
+import gzip
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import orjson
 import polars as pl
 
-from mmflow.models import DECIMAL_PLACES, VALUE_LIMIT, BookTick, Control, DeadLetter, Fill, InputEvent, Trade
+from mmflow.models import SCHEMA_VERSION, BookTick, Control, DeadLetter, InputEvent, Trade
+from mmflow.wire import WireError, decode_object, inconsistency
 
 TARDIS_QUOTES = {
     "exchange",
@@ -32,231 +44,196 @@ TARDIS_QUOTES = {
 }
 TARDIS_TRADES = {"exchange", "symbol", "timestamp", "local_timestamp", "id", "side", "price", "amount"}
 _TARDIS = {"symbol", "timestamp", "local_timestamp"}
+_DEC = ("bid_px", "bid_qty", "ask_px", "ask_qty", "px", "qty", "fee", "position")
+_INT = ("ts_exchange", "ts_recv", "ts", "fills")
+
+Row = dict[str, Any]
 
 
 class InputError(ValueError):
     """An input file that cannot be read as a whole; the message names the file (and column)."""
 
 
-def _instrument() -> pl.Expr:
-    """A Tardis row's instrument: the ``exchange`` column names the venue (binance-futures,
-    binance, bybit, ftx, ...), so Binance spot BTCUSDT is not Binance USD-M BTCUSDT."""
-    return pl.concat_str(pl.col("exchange"), pl.lit(":"), pl.col("symbol")).alias("market")
+# -- reading ----------------------------------------------------------------------------------------
 
 
-_DEC = ("bid_px", "bid_qty", "ask_px", "ask_qty", "px", "qty", "fee")
+def _raw_bytes(path: Path) -> bytes:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as err:
+            raise InputError(f"{path.name}: truncated or corrupt gzip ({err})") from None
+    if not data.strip():
+        raise InputError(f"{path.name}: empty file (no header, no rows)")
+    return data
 
 
-def _read_table(path: Path) -> pl.DataFrame:
-    if path.suffix == ".parquet":
-        return pl.read_parquet(path)
-    # Everything as text: exact decimals, and a bad cell becomes a dead letter, not a crash.
-    return pl.read_csv(path, infer_schema=False)
+def _csv_rows(path: Path, dead: list[DeadLetter]) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """The header and the (row number, fields) of every well-formed line; a line that is not
+    UTF-8 or has the wrong number of fields is a dead letter."""
+    lines = _raw_bytes(path).splitlines()
+    try:
+        header = next(csv.reader([lines[0].decode("utf-8")]))
+    except UnicodeDecodeError:
+        raise InputError(f"{path.name}: the header is not UTF-8 text") from None
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        for n, line in enumerate(lines[1:], start=2):
+            if not line.strip():
+                continue
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                dead.append(_dead_line(path, line, f"not UTF-8 text at byte {err.start}", n))
+                continue
+            fields = next(csv.reader([text]))
+            if len(fields) != len(header):
+                reason = f"ragged row: {len(fields)} fields, the header has {len(header)}"
+                dead.append(_dead_line(path, line, reason, n))
+                continue
+            yield n, fields
+
+    return header, rows()
 
 
-def _num_ok(col: str, positive: bool = True) -> pl.Expr:
-    """Numeric, finite, below the wire bounds and at most 18 decimal places (the float cast is a
-    check only; the value itself is read from the text)."""
-    v = pl.col(col).cast(pl.Float64, strict=False)
-    text = pl.col(col).cast(pl.Utf8)
-    ok = (
-        v.is_not_null()
-        & v.is_finite()
-        & (v.abs() < float(VALUE_LIMIT))
-        & ~text.str.contains(rf"\.\d{{{DECIMAL_PLACES + 1},}}").fill_null(False)
-    )
-    return ok & (v > 0) if positive else ok
+def _dead_line(path: Path, line: bytes, reason: str, row: int) -> DeadLetter:
+    return DeadLetter(source=path.name, reason=f"{reason} (row {row})", raw=line, extra={"row": str(row)})
 
 
-def _int_ok(col: str) -> pl.Expr:
-    v = pl.col(col).cast(pl.Int64, strict=False)
-    return v.is_not_null() & (v >= 0)
+def _text(value: Any) -> Any:
+    """A Parquet decimal as minimal exact text (61800.300000000000000000 -> "61800.3", 1E+2 ->
+    "100"): the wire form of decimals; text stays the text it was."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value.is_finite() else str(value)
+    return value
 
 
-def _normalise(df: pl.DataFrame, name: str) -> pl.DataFrame:
-    """Map a Tardis frame onto the wire column names; a recording passes through unchanged."""
-    cols = set(df.columns)
-    if _TARDIS <= cols and not (TARDIS_QUOTES <= cols or TARDIS_TRADES <= cols):
-        wanted = TARDIS_QUOTES if "bid_price" in cols or "ask_price" in cols else TARDIS_TRADES
+def _tardis(header: list[str], name: str, expect: str | None) -> str | None:
+    """``book`` or ``trade`` for a Tardis header, ``our-fills`` for a replay's fills.parquet, None
+    for our recording; InputError naming the missing columns, or a quotes file given as trades
+    (and the other way round)."""
+    cols = set(header)
+    if {"fill_id", "price", "fee"} <= cols and "type" not in cols:
+        return "our-fills"  # fills.parquet of a replay
+    if not _TARDIS <= cols and not ("type" in cols and "market" in cols):
+        raise InputError(
+            f"{name}: unrecognised columns {sorted(cols)}: expected Tardis quotes/trades or an mmflow recording"
+        )
+    if not _TARDIS <= cols:
+        return None
+    kind = "book" if {"bid_price", "ask_price"} & cols else "trade"
+    wanted = TARDIS_QUOTES if kind == "book" else TARDIS_TRADES
+    if not wanted <= cols:
         raise InputError(f"{name}: missing column(s) {', '.join(sorted(wanted - cols))}")
-    if TARDIS_QUOTES <= cols:
-        return df.select(
-            pl.lit("book").alias("type"),
-            _instrument(),
-            pl.col("timestamp").alias("ts_exchange"),
-            pl.col("local_timestamp").alias("ts_recv"),
-            pl.col("bid_price").alias("bid_px"),
-            pl.col("bid_amount").alias("bid_qty"),
-            pl.col("ask_price").alias("ask_px"),
-            pl.col("ask_amount").alias("ask_qty"),
-        )
-    if TARDIS_TRADES <= cols:
-        return df.select(
-            pl.lit("trade").alias("type"),
-            _instrument(),
-            pl.col("timestamp").alias("ts_exchange"),
-            pl.col("local_timestamp").alias("ts_recv"),
-            pl.col("id").cast(pl.Utf8).alias("trade_id"),
-            pl.col("side"),
-            pl.col("price").alias("px"),
-            pl.col("amount").alias("qty"),
-        )
-    if {"fill_id", "price", "fee"} <= cols and "type" not in cols:  # our fills.parquet
-        df = df.rename({"price": "px"}).with_columns(pl.lit("fill").alias("type"))
-        cols = set(df.columns)
-    if "type" in cols and "market" in cols:
-        return df.with_columns(_text(c) for c in _DEC if c in cols)
-    raise InputError(
-        f"{name}: unrecognised columns {sorted(cols)}: expected Tardis quotes/trades or an mmflow recording"
-    )
+    if expect is not None and expect != kind:
+        given, other = ("--trades", "quotes") if expect == "trade" else ("--quotes", "trades")
+        raise InputError(f"{name}: a {other} file given as {given}")
+    return kind
 
 
-def _text(col: str) -> pl.Expr:
-    """A decimal column as minimal exact text ("61800.300000" -> "61800.3")."""
-    s = pl.col(col).cast(pl.Utf8)
-    trimmed = s.str.strip_chars_end("0").str.strip_chars_end(".")
-    plain = s.str.contains(".", literal=True) & ~s.str.contains("[eE]")
-    return pl.when(plain).then(trimmed).otherwise(s).alias(col)
+def _from_tardis(kind: str, r: Row) -> Row:
+    """A Tardis row in wire form: the ``exchange`` column names the venue, so Binance spot
+    BTCUSDT is not Binance USD-M BTCUSDT."""
+    base = {
+        "type": kind,
+        "market": f"{r['exchange']}:{r['symbol']}",
+        "ts_exchange": r["timestamp"],
+        "ts_recv": r["local_timestamp"],
+    }
+    if kind == "book":
+        return base | {
+            "bid_px": r["bid_price"],
+            "bid_qty": r["bid_amount"],
+            "ask_px": r["ask_price"],
+            "ask_qty": r["ask_amount"],
+        }
+    return base | {"trade_id": r["id"], "side": r["side"], "px": r["price"], "qty": r["amount"]}
 
 
-def _checks(df: pl.DataFrame) -> list[tuple[pl.Expr, str]]:
-    """(condition that must hold, reason when it does not), in the order they are reported."""
-    cols = set(df.columns)
-    checks: list[tuple[pl.Expr, str]] = []
-    kinds = set(df.get_column("type").unique().to_list())
-    for kind in kinds:
-        is_kind = pl.col("type") == kind
-        if kind == "book":
-            need = [_int_ok("ts_exchange"), _int_ok("ts_recv")] + [
-                _num_ok(c) for c in ("bid_px", "bid_qty", "ask_px", "ask_qty")
-            ]
-            checks.append(
-                (~is_kind | pl.all_horizontal(need), "book: missing, non-numeric or non-positive field")
-            )
-            crossed = pl.col("bid_px").cast(pl.Float64, strict=False) >= pl.col("ask_px").cast(
-                pl.Float64, strict=False
-            )
-            checks.append((~is_kind | ~crossed.fill_null(False), "book: crossed or locked (bid >= ask)"))
-        elif kind == "trade":
-            need = [
-                _int_ok("ts_exchange"),
-                _int_ok("ts_recv"),
-                _num_ok("px"),
-                _num_ok("qty"),
-                pl.col("side").is_in(["buy", "sell"]),
-            ]
-            checks.append(
-                (
-                    ~is_kind | pl.all_horizontal(need),
-                    "trade: missing, non-numeric or non-positive field, or bad side",
-                )
-            )
-        elif kind == "fill" and {"fill_id", "fee"} <= cols:
-            need = [
-                _int_ok("ts"),
-                _num_ok("px"),
-                _num_ok("qty"),
-                _num_ok("fee", positive=False),
-                pl.col("side").is_in(["buy", "sell"]),
-                pl.col("fill_id").is_not_null(),
-            ]
-            checks.append(
-                (~is_kind | pl.all_horizontal(need), "fill: missing, non-numeric or non-positive field")
-            )
-        elif kind == "control" and {"command_id", "action"} <= cols:
-            need = [
-                _int_ok("ts"),
-                pl.col("action").is_in(["halt", "resume"]),
-                pl.col("command_id").is_not_null(),
-            ]
-            checks.append((~is_kind | pl.all_horizontal(need), "control: bad ts, action or command id"))
-        else:
-            checks.append((~is_kind, f"unknown record type {kind!r}"))
-    return checks
-
-
-def _dead(df: pl.DataFrame, source: str, reason: str) -> list[DeadLetter]:
-    return [
-        DeadLetter(source=source, reason=reason, raw=orjson.dumps(row), market=row.get("market"))
-        for row in df.iter_rows(named=True)
-    ]
-
-
-def _to_events(df: pl.DataFrame) -> list[InputEvent]:
-    D, out = Decimal, []
-    for r in df.iter_rows(named=True):
-        kind = r["type"]
-        if kind == "book":
-            out.append(
-                BookTick(
-                    market=r["market"],
-                    ts_exchange=int(r["ts_exchange"]),
-                    ts_recv=int(r["ts_recv"]),
-                    bid_px=D(r["bid_px"]),
-                    bid_qty=D(r["bid_qty"]),
-                    ask_px=D(r["ask_px"]),
-                    ask_qty=D(r["ask_qty"]),
-                )
-            )
-        elif kind == "trade":
-            out.append(
-                Trade(
-                    market=r["market"],
-                    ts_exchange=int(r["ts_exchange"]),
-                    ts_recv=int(r["ts_recv"]),
-                    trade_id=str(r["trade_id"]),
-                    side=r["side"],
-                    px=D(r["px"]),
-                    qty=D(r["qty"]),
-                )
+def _rows(path: Path, expect: str | None, dead: list[DeadLetter]) -> Iterator[tuple[int, Row]]:
+    """(row number, wire-form row) of every readable row of a CSV or Parquet file."""
+    if path.suffix == ".parquet":
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+        df = pl.read_parquet(path)
+        header = df.columns
+        records: Iterable[tuple[int, Row]] = enumerate(df.iter_rows(named=True), start=1)
+    else:
+        header, lines = _csv_rows(path, dead)
+        records = ((n, dict(zip(header, fields, strict=True))) for n, fields in lines)
+    kind = _tardis(list(header), path.name, expect)
+    for n, row in records:
+        if kind in ("book", "trade"):
+            yield n, _from_tardis(kind, row)
+        elif kind == "our-fills":
+            yield (
+                n,
+                {**{k: v for k, v in row.items() if k != "price"}, "px": row.get("price"), "type": "fill"},
             )
         else:
-            out.append(
-                Fill(
-                    market=r["market"],
-                    ts=int(r["ts"]),
-                    fill_id=str(r["fill_id"]),
-                    intent_id=str(r.get("intent_id") or ""),
-                    side=r["side"],
-                    px=D(r["px"]),
-                    qty=D(r["qty"]),
-                    fee=D(r["fee"]),
-                    liquidity=r.get("liquidity") or "maker",
-                    source=r.get("source") or "maker",
-                )
-            )
-    return out
+            yield n, {k: v for k, v in row.items() if v is not None}
+
+
+def _event(row: Row) -> InputEvent:
+    """A wire-form row, decoded exactly as a Kafka record of the same JSON would be."""
+    obj = {k: _text(v) if k in _DEC else v for k, v in row.items()}
+    for key in _INT:
+        value = obj.get(key)
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            obj[key] = int(value)
+    obj.setdefault("v", SCHEMA_VERSION)
+    return decode_object(obj)
 
 
 def read_events(
-    path: str | Path, markets: Iterable[str] | None = None
+    path: str | Path, markets: Iterable[str] | None = None, expect: str | None = None
 ) -> tuple[list[InputEvent], list[DeadLetter]]:
     """Read one file of quotes, trades, fills or a mixed recording; invalid rows are dead letters.
 
-    With ``markets``, an instrument the settings have no spec for stops the run here (a replay
-    of it would use no spec, or the wrong one): ``InputError`` names the instrument and the file.
+    ``expect`` (``book`` or ``trade``) is what the caller was given the file as. With
+    ``markets``, an instrument the settings have no spec for stops the read (a replay of it
+    would use no spec, or the wrong one): ``InputError`` names the instrument and the file.
     """
     path = Path(path)
-    df = _normalise(_read_table(path), path.name)
-    if markets is not None:
-        _check_instruments(df, set(markets), path.name)
+    known = set(markets) if markets is not None else None
+    events: list[InputEvent] = []
     dead: list[DeadLetter] = []
-    for cond, reason in _checks(df):
-        bad = df.filter(~cond.fill_null(False))
-        if bad.height:
-            dead.extend(_dead(bad, str(path.name), reason))
-            df = df.filter(cond.fill_null(False))
-    return _to_events(df), dead
-
-
-def _check_instruments(df: pl.DataFrame, known: set[str], name: str) -> None:
-    found = df.filter(pl.col("type") != "control").get_column("market").drop_nulls().unique().to_list()
-    unknown = sorted(m for m in found if m not in known)
+    unknown: set[str] = set()
+    for n, row in _rows(path, expect, dead):
+        try:
+            event = _event(row)
+            problem = inconsistency(event)
+        except WireError as err:
+            problem = str(err)
+        if problem is not None:
+            raw = orjson.dumps(row, default=str)
+            market = row.get("market") if isinstance(row.get("market"), str) else None
+            dead.append(
+                DeadLetter(
+                    source=path.name,
+                    reason=f"{problem} (row {n})",
+                    raw=raw,
+                    market=market,
+                    extra={"row": str(n)},
+                )
+            )
+            continue
+        if (
+            known is not None
+            and event.market not in known
+            and not (type(event) is Control and event.market == "*")
+        ):
+            unknown.add(event.market)
+        events.append(event)
     if unknown:
         raise InputError(
-            f"{name}: no instrument spec for {', '.join(map(repr, unknown))} "
-            f"(settings.markets has {len(known)}; add it under markets in the config)"
+            f"{path.name}: no instrument spec for {', '.join(map(repr, sorted(unknown)))} "
+            f"(settings.markets has {len(known or ())}; add it under markets in the config)"
         )
+    return events, dead
 
 
 def load_inputs(
@@ -265,26 +242,32 @@ def load_inputs(
     fills: Sequence[str | Path],
     markets: Iterable[str] | None = None,
 ) -> tuple[list[InputEvent], list[DeadLetter]]:
-    """Read every file, validate in bulk, merge by arrival time (see ``merge_arrival``).
+    """Read every file, validate, merge by arrival time (see ``merge_arrival``).
 
     A fills file recorded from a live flow's journal (``after_events`` column) is merged by
     position instead, which reproduces the live flow's order exactly.
     """
+    markets = list(markets) if markets is not None else None
     streams, dead, journal = [], [], []
-    for path in [*quotes, *trades, *fills]:
-        if str(path).endswith(".parquet") and "after_events" in pl.read_parquet_schema(path):
-            journal.extend(read_journal(path))
-            continue
-        events, bad = read_events(path, markets)
+    named = [*((p, "book") for p in quotes), *((p, "trade") for p in trades), *((p, None) for p in fills)]
+    for path, expect in named:
+        if str(path).endswith(".parquet") and Path(path).is_file():
+            if "after_events" in pl.read_parquet_schema(path):
+                journal.extend(read_journal(path))
+                continue
+        events, bad = read_events(path, markets, expect)
         streams.append(events)
         dead.extend(bad)
     merged = merge_arrival(streams)
     return (merge_journal(merged, journal) if journal else merged), dead
 
 
+# -- ordering ---------------------------------------------------------------------------------------
+
+
 def arrival_key(event: InputEvent) -> int:
-    """The flow's clock: receive time for market data, execution time for fills."""
-    return event.ts if isinstance(event, Fill) else event.ts_recv
+    """The flow's clock: receive time for market data, the record's own time otherwise."""
+    return event.ts_recv if type(event) in (BookTick, Trade) else event.ts  # type: ignore[union-attr]
 
 
 def merge_arrival(streams: Sequence[Sequence[InputEvent]]) -> list[InputEvent]:
@@ -298,19 +281,26 @@ def merge_arrival(streams: Sequence[Sequence[InputEvent]]) -> list[InputEvent]:
     return merged
 
 
-def read_journal(path: str | Path) -> list[tuple[Fill | Control, int]]:
-    """Fills and controls as a live flow took them, each with the count of its market's events
-    before it."""
+def read_journal(path: str | Path) -> list[tuple[InputEvent, int]]:
+    """Inputs as a live flow took them (fills, controls, positions, its incarnations), each with
+    the count of its market's market events before it."""
+    path = Path(path)
     df = pl.read_parquet(path)
-    items = _to_events(_normalise(df.drop("after_events"), Path(path).name))
-    return list(zip(items, df.get_column("after_events").to_list(), strict=True))  # type: ignore[arg-type]
+    out = []
+    for n, row in enumerate(df.iter_rows(named=True), start=1):
+        after = row.pop("after_events")
+        try:
+            out.append((_event({k: v for k, v in row.items() if v is not None}), after))
+        except WireError as err:
+            raise InputError(f"{path.name}: row {n}: {err}") from None
+    return out
 
 
 def merge_journal(
-    market_events: Sequence[InputEvent], journal: Sequence[tuple[Fill | Control, int]]
+    market_events: Sequence[InputEvent], journal: Sequence[tuple[InputEvent, int]]
 ) -> list[InputEvent]:
     """Put each journalled input back after exactly the market events the live flow had seen."""
-    pending: dict[str, list[tuple[int, Fill | Control]]] = {}
+    pending: dict[str, list[tuple[int, InputEvent]]] = {}
     for item, after in journal:
         pending.setdefault(item.market, []).append((after, item))
     for items in pending.values():
@@ -327,6 +317,9 @@ def merge_journal(
     for queue in pending.values():
         out.extend(f for _, f in reversed(queue))
     return out
+
+
+# -- writing our recording ------------------------------------------------------------------------
 
 
 def events_frame(events: Iterable[InputEvent]) -> pl.DataFrame:

@@ -43,6 +43,22 @@ def redacted(conf: dict[str, Any]) -> dict[str, Any]:
     return {k: ("***" if any(h in k.lower() for h in _SECRET_HINTS) else v) for k, v in conf.items()}
 
 
+def broker_problem(cfg: KafkaConfig, timeout: float = 10.0) -> str | None:
+    """None when the broker answers with these settings, else one line saying why not (no broker,
+    refused credentials, ...); librdkafka's own retry chatter is kept off the terminal."""
+    errors: list[KafkaError] = []
+    quiet = logging.getLogger("mmflow.kafka.librdkafka")
+    quiet.propagate = False
+    conf: dict[str, Any] = {**client_config(cfg), "error_cb": errors.append, "logger": quiet}
+    try:
+        AdminClient(conf).list_topics(timeout=timeout)
+        return None
+    except KafkaException as exc:
+        err = errors[-1] if errors else exc.args[0]
+        text = err.str() if isinstance(err, KafkaError) else str(err)
+        return f"cannot use the Kafka broker at {cfg.bootstrap_servers}: {text}"
+
+
 def all_topics(cfg: KafkaConfig) -> list[str]:
     return [
         cfg.market_data_topic,
@@ -50,6 +66,7 @@ def all_topics(cfg: KafkaConfig) -> list[str]:
         cfg.intents_topic,
         cfg.dead_letter_topic,
         cfg.control_topic,
+        cfg.positions_topic,
         journal_topic(cfg),
     ]
 
@@ -58,15 +75,20 @@ def journal_topic(cfg: KafkaConfig) -> str:
     return cfg.fills_topic + ".journal"
 
 
-def create_topics(cfg: KafkaConfig, partitions: int, topics: Iterable[str] | None = None) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
+def create_topics(
+    cfg: KafkaConfig,
+    partitions: int,
+    topics: Iterable[str] | None = None,
+    config: dict[str, str] | None = None,
+) -> list[str]:
+    """Create the topics that do not exist yet (with topic ``config``); return the names created."""
     admin = AdminClient(client_config(cfg))
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [t for t in (topics or all_topics(cfg)) if t not in existing]
     if not wanted:
         return []
     futures = admin.create_topics(
-        [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted]
+        [NewTopic(t, num_partitions=partitions, replication_factor=1, config=config or {}) for t in wanted]
     )
     for future in futures.values():
         try:
@@ -162,11 +184,11 @@ def flow_sink(cfg: KafkaConfig, confirm: bool = True) -> FlowSink:
     return FlowSink(cfg, confirm)
 
 
-def publish_event(prod: Producer, topic: str, event: Any) -> None:
+def publish_event(prod: Producer, topic: str, event: Any, on_delivery: Any = None) -> None:
     """Publish one event keyed by its market, waiting for room when the local queue is full."""
     while True:
         try:
-            prod.produce(topic, key=event.market.encode(), value=encode(event))
+            prod.produce(topic, key=event.market.encode(), value=encode(event), on_delivery=on_delivery)
             return
         except BufferError:
             prod.poll(0.05)

@@ -12,6 +12,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from mmflow.models import Control
 from mmflow.outputs import Outputs
 from mmflow.stats import MarketStats
 from mmflow.view import MarketView
@@ -75,6 +76,21 @@ class Metrics:
             "maker_position_limit_active", "Inventory at the hard position limit (1)", m, registry=r
         )
         self.mid = Gauge("maker_mid_price", "Mid price of the last book", m, registry=r)
+        self.reconcile_halt = Gauge(
+            "maker_reconcile_halt",
+            "Halted because the books disagree with the venue's position, until resumed (1)",
+            m,
+            registry=r,
+        )
+        self.position_mismatch = Gauge(
+            "maker_position_mismatch_base",
+            "Venue position minus the flow's FIFO inventory at the venue's last report (base)",
+            m,
+            registry=r,
+        )
+        self.controls = Counter(
+            "maker_control_commands", "Operator commands applied", ["market", "action"], registry=r
+        )
         self.fills = Counter("maker_fills", "Fills booked", ["market", "source"], registry=r)
         self.intents = Counter("maker_intents", "Intents emitted", ["market", "kind"], registry=r)
         self.events = Counter("maker_events", "Input events processed", m, registry=r)
@@ -142,6 +158,11 @@ class Metrics:
         c("operator_halt", market).set(int(view.operator_halt))
         c("loss_halt", market).set(int(view.loss_halt))
         c("position_limit", market).set(int(view.position_limit))
+        c("reconcile_halt", market).set(int(view.reconcile_halt))
+        c("position_mismatch", market).set(f(view.position_mismatch))
+        for entry in out.journal:
+            if type(entry.event) is Control:
+                c("controls", market, entry.event.action).inc()
         for dead in out.dead:
             self.dead_letter(dead.source, dead.reason)
         for fill in out.fills:

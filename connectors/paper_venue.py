@@ -19,7 +19,8 @@ Matching rules
 - A hedge IOC executes ``order_latency`` after its intent, against the first book seen at or
   after that time: at the touch (best ask for a buy), for at most the touch size, only if the
   touch is within its limit price, with the taker fee; the rest is cancelled.
-- Intents are de-duplicated by id, so a sink that re-emits after a restart is harmless.
+- Intents are de-duplicated exactly by id (a high-water mark per incarnation, mmflow/ids.py), so a
+  sink that re-emits after a restart is harmless.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from mmflow.config import InstrumentSpec, VenueConfig
+from mmflow.ids import REPLAY, HighWater, make_id
 from mmflow.models import BookTick, CancelAllIntent, Fill, HedgeIntent, Intent, QuoteIntent, Trade
-from mmflow.strategy.dedup import RecentIds
+from mmflow.money import product
 
 _NEVER = 1 << 62
 
@@ -52,10 +54,22 @@ class PendingIoc:
 
 
 class PaperVenue:
-    def __init__(self, market: str, spec: InstrumentSpec, cfg: VenueConfig, dedup_window: int = 256) -> None:
+    def __init__(
+        self,
+        market: str,
+        spec: InstrumentSpec,
+        cfg: VenueConfig,
+        dedup_window: int = 256,
+        incarnation: str = REPLAY,
+    ) -> None:
         self.market = market
         self.spec = spec
         self.cfg = cfg
+        #: Fill ids are ``<market>-F<incarnation>-<seq>``: a restarted venue never reuses one.
+        self.incarnation = incarnation
+        #: The venue's own count: the signed sum of its fills, and how many (reconciliation).
+        self.position = Decimal(0)
+        self.fill_count = 0
         self.orders: list[RestingOrder] = []
         self.iocs: deque[PendingIoc] = deque()
         self.best_bid: Decimal | None = None
@@ -63,7 +77,7 @@ class PaperVenue:
         self.bid_qty = Decimal(0)
         self.ask_qty = Decimal(0)
         self.fill_seq = 0
-        self._seen = RecentIds(dedup_window)
+        self._seen = HighWater(window=dedup_window)
         self._next_cancel = _NEVER  # earliest cancel_at among the orders: when to sweep them
         self._order_lat = int(cfg.order_latency_ms * 1000)
         self._cancel_lat = int(cfg.cancel_latency_ms * 1000)
@@ -88,6 +102,10 @@ class PaperVenue:
         else:
             assert isinstance(intent, CancelAllIntent)
         return True
+
+    def resync(self) -> None:
+        """Recompute what is derived from the orders (after restoring them)."""
+        self._next_cancel = min((o.cancel_at for o in self.orders), default=_NEVER)
 
     def _cancel_all(self, at: int) -> None:
         for order in self.orders:
@@ -169,24 +187,31 @@ class PaperVenue:
 
     def _next_fill_id(self) -> str:
         self.fill_seq += 1
-        return f"{self.market}-F{self.fill_seq:09d}"
+        return make_id(f"{self.market}-F{self.incarnation}", self.fill_seq)
+
+    def _count(self, fill: Fill) -> Fill:
+        self.fill_count += 1
+        self.position += fill.qty if fill.side == "buy" else -fill.qty
+        return fill
 
     def _fill(self, order: RestingOrder, qty: Decimal, now: int, fills: list[Fill]) -> None:
         if qty <= 0:
             return
         order.remaining -= qty
         fills.append(
-            Fill(
-                market=self.market,
-                ts=now,
-                fill_id=self._next_fill_id(),
-                intent_id=order.intent_id,
-                side=order.side,  # type: ignore[arg-type]
-                px=order.px,
-                qty=qty,
-                fee=order.px * qty * self.spec.maker_fee_rate,
-                liquidity="maker",
-                source="maker",
+            self._count(
+                Fill(
+                    market=self.market,
+                    ts=now,
+                    fill_id=self._next_fill_id(),
+                    intent_id=order.intent_id,
+                    side=order.side,  # type: ignore[arg-type]
+                    px=order.px,
+                    qty=qty,
+                    fee=product(order.px, qty, self.spec.maker_fee_rate),
+                    liquidity="maker",
+                    source="maker",
+                )
             )
         )
 
@@ -209,16 +234,18 @@ class PaperVenue:
             if qty <= 0 or px is None:
                 continue
             fills.append(
-                Fill(
-                    market=self.market,
-                    ts=now,
-                    fill_id=self._next_fill_id(),
-                    intent_id=intent.intent_id,
-                    side=intent.side,
-                    px=px,
-                    qty=qty,
-                    fee=px * qty * self.spec.taker_fee_rate,
-                    liquidity="taker",
-                    source="hedge",
+                self._count(
+                    Fill(
+                        market=self.market,
+                        ts=now,
+                        fill_id=self._next_fill_id(),
+                        intent_id=intent.intent_id,
+                        side=intent.side,
+                        px=px,
+                        qty=qty,
+                        fee=product(px, qty, self.spec.taker_fee_rate),
+                        liquidity="taker",
+                        source="hedge",
+                    )
                 )
             )

@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 
 from mmflow.models import DeadLetter, Fill, Intent
+from mmflow.money import CONTEXT
 from mmflow.outputs import Outputs
 from mmflow.view import TIMELINE_FIELDS, MarketView, timeline_row
 
@@ -27,7 +28,7 @@ def exact(value: Decimal | None) -> Decimal | None:
     """Refuse to write a decimal that Decimal(38, 18) would round: exactness is not optional."""
     if value is None:
         return None
-    if value.quantize(_Q) != value:
+    if value.quantize(_Q, context=CONTEXT) != value:
         raise ValueError(f"{value} has more than 18 decimals")
     return value
 

@@ -1,7 +1,15 @@
-"""The paper-trading execution connector: intents and market data in, fills out, over Kafka.
+"""The paper-trading execution connector: intents and market data in, fills and positions out.
 
-It drives the same ``PaperVenue`` as the backtest, one per market. A real exchange adapter
-replaces it by implementing ``ExecutionVenue``: accept intents, report fills.
+It drives the same ``PaperVenue`` as the backtest, one per market. It survives a SIGKILL without
+losing or repeating a fill by Kafka's exactly-once loop: each batch of consumed records, the
+fills and positions they produced, the venues' state and the consumed offsets are committed in
+one transaction (``transactional.id`` = the venue's group). A restart fences the dead process,
+whose open transaction is aborted, restores the state committed with the offsets it resumes
+from, and numbers its fills in a new incarnation. Consumers of the fills topic read committed
+records only (librdkafka's default ``isolation.level``).
+
+It publishes each market's position (its own count of its fills) after every fill and every few
+seconds, for the flow's reconciliation.
 """
 
 from __future__ import annotations
@@ -10,15 +18,20 @@ import logging
 import time
 from typing import Protocol
 
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from mmflow.config import Settings
-from mmflow.connectors.kafka_io import client_config, producer, redacted
+from mmflow.connectors.kafka_io import client_config, create_topics, redacted
 from mmflow.connectors.paper_venue import PaperVenue
-from mmflow.models import BookTick, Fill, Intent, Trade
+from mmflow.connectors.venue_state import dump_state, load_state
+from mmflow.ids import incarnation_of
+from mmflow.models import BookTick, Fill, Intent, Position, Trade
 from mmflow.wire import WireError, decode_input, decode_intent, encode
 
 log = logging.getLogger("mmflow.venue")
+
+#: Seconds between the periodic position reports of every market (besides one after each fill).
+POSITION_INTERVAL_S = 2.0
 
 
 class ExecutionVenue(Protocol):
@@ -30,72 +43,167 @@ class ExecutionVenue(Protocol):
 
 
 class VenueService:
-    def __init__(self, settings: Settings, group_id: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, group_id: str | None = None, incarnation: str | None = None
+    ) -> None:
         self.settings = settings
-        cfg = settings.kafka
-        conf = client_config(
-            cfg,
-            **{
-                "group.id": group_id or f"{cfg.group_id}-venue",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": "true",
-            },
+        cfg = self.cfg = settings.kafka
+        self.group = group_id or f"{cfg.group_id}-venue"
+        self.incarnation = incarnation or incarnation_of(time.time_ns() // 1000)
+        create_topics(cfg, 1, [cfg.venue_state_topic], config={"cleanup.policy": "compact"})
+        conf = client_config(cfg, **{"transactional.id": self.group, "linger.ms": "5"})
+        log.info("venue %s (incarnation %s) connecting with %s", self.group, self.incarnation, redacted(conf))
+        self.producer = Producer(conf)
+        # Fences an earlier process with the same id and aborts whatever it left open.
+        self.producer.init_transactions(60)
+        self.venues: dict[str, PaperVenue] = self._restore()
+        self.consumer = Consumer(
+            client_config(
+                cfg,
+                **{
+                    "group.id": self.group,
+                    "auto.offset.reset": "earliest",
+                    "enable.auto.commit": "false",
+                    "isolation.level": "read_committed",
+                },
+            )
         )
-        log.info("venue connecting with %s", redacted(conf))
-        self.consumer = Consumer(conf)
         self.consumer.subscribe([cfg.market_data_topic, cfg.intents_topic])
-        self.producer = producer(cfg)
-        self.venues: dict[str, PaperVenue] = {}
         self.fills = 0
         self.rejected = 0
+        self._last_report = 0.0
+
+    # -- state ------------------------------------------------------------------------------------
+    def _restore(self) -> dict[str, PaperVenue]:
+        """Every market's last committed state, read from the compacted state topic to its end."""
+        topic = self.cfg.venue_state_topic
+        reader = Consumer(
+            client_config(
+                self.cfg,
+                **{
+                    "group.id": f"{self.group}-restore",
+                    "enable.auto.commit": "false",
+                    "enable.partition.eof": "true",
+                    "isolation.level": "read_committed",
+                },
+            )
+        )
+        meta = reader.list_topics(topic, timeout=10).topics[topic]
+        parts = sorted(meta.partitions)
+        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        latest: dict[str, bytes] = {}
+        done: set[int] = set()
+        while len(done) < len(parts):
+            for msg in reader.consume(1000, 1.0):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        done.add(msg.partition())
+                        continue
+                    raise KafkaException(err)
+                latest[msg.key().decode()] = msg.value()
+        reader.close()
+        venues = {}
+        for market, raw in latest.items():
+            if market in self.settings.markets:
+                venues[market] = load_state(raw, *self._venue_args(market))
+        if venues:
+            log.info("venue restored %d market(s): %s", len(venues), sorted(venues))
+        return venues
+
+    def _venue_args(self, market: str) -> tuple:
+        s = self.settings
+        return s.spec(market), s.venue, s.strategy_for(market).safety.dedup_window, self.incarnation
 
     def _venue(self, market: str) -> PaperVenue | None:
         venue = self.venues.get(market)
         if venue is None and market in self.settings.markets:
-            venue = self.venues[market] = PaperVenue(
-                market, self.settings.markets[market], self.settings.venue
-            )
+            spec, cfg, window, incarnation = self._venue_args(market)
+            venue = self.venues[market] = PaperVenue(market, spec, cfg, window, incarnation)
         return venue
 
-    def handle(self, topic: str, value: bytes) -> list[Fill]:
-        """One message; returns the fills it caused (already published)."""
+    # -- records ----------------------------------------------------------------------------------
+    def handle(self, topic: str, value: bytes) -> tuple[str | None, list[Fill]]:
+        """One record: (the market it touched, the fills it caused)."""
         try:
-            if topic == self.settings.kafka.intents_topic:
+            if topic == self.cfg.intents_topic:
                 intent = decode_intent(value)
                 venue = self._venue(intent.market)
                 if venue is not None:
                     venue.submit(intent)
-                return []
+                return (intent.market if venue is not None else None), []
             event = decode_input(value)
         except WireError as err:
             self.rejected += 1
             log.warning("venue dropped a message from %s: %s", topic, err)
-            return []
+            return None, []
         venue = self._venue(event.market)
         if venue is None or not isinstance(event, BookTick | Trade):
-            return []
+            return None, []
         fills = venue.on_book(event) if isinstance(event, BookTick) else venue.on_trade(event)
-        for fill in fills:
-            self.producer.produce(
-                self.settings.kafka.fills_topic, key=fill.market.encode(), value=encode(fill)
+        return event.market, fills
+
+    def _position(self, venue: PaperVenue) -> bytes:
+        return encode(
+            Position(
+                market=venue.market,
+                ts=time.time_ns() // 1000,
+                position=venue.position,
+                fills=venue.fill_count,
+                source=self.group,
             )
+        )
+
+    def step(self, timeout: float = 0.1) -> int:
+        """Consume one batch and commit it with its outputs in one transaction; return the
+        number of records consumed."""
+        msgs = [m for m in self.consumer.consume(500, timeout) if not self._error(m)]
+        report = time.monotonic() - self._last_report >= POSITION_INTERVAL_S
+        if not msgs and not report:
+            return 0
+        touched: set[str] = set()
+        fills: list[Fill] = []
+        for msg in msgs:
+            market, made = self.handle(msg.topic(), msg.value())
+            if market is not None:
+                touched.add(market)
+            fills.extend(made)
+        cfg, produce = self.cfg, self.producer.produce
+        self.producer.begin_transaction()
+        for fill in fills:
+            produce(cfg.fills_topic, key=fill.market.encode(), value=encode(fill))
+        reported = self.venues if report else {m: self.venues[m] for m in {f.market for f in fills}}
+        for market, venue in sorted(reported.items()):
+            produce(cfg.positions_topic, key=market.encode(), value=self._position(venue))
+        for market in sorted(touched):
+            produce(cfg.venue_state_topic, key=market.encode(), value=dump_state(self.venues[market]))
+        if msgs:
+            assignment = self.consumer.assignment()
+            self.producer.send_offsets_to_transaction(
+                self.consumer.position(assignment), self.consumer.consumer_group_metadata(), 30
+            )
+        self.producer.commit_transaction(60)
         self.fills += len(fills)
-        return fills
+        if report:
+            self._last_report = time.monotonic()
+        return len(msgs)
+
+    def _error(self, msg: object) -> bool:
+        err = msg.error()  # type: ignore[attr-defined]
+        if err is None:
+            return False
+        log.warning("consumer error: %s", err)
+        return True
 
     def run(self, seconds: float | None = None) -> None:
-        """Serve until interrupted (or for ``seconds``); reconnects are librdkafka's job."""
+        """Serve until interrupted (or for ``seconds``); reconnects are librdkafka's job. A failed
+        transaction stops the process: its restart resumes from the last committed one."""
         end = time.monotonic() + seconds if seconds else None
         try:
             while end is None or time.monotonic() < end:
-                for msg in self.consumer.consume(500, 0.2):
-                    if msg.error():
-                        log.warning("consumer error: %s", msg.error())
-                        continue
-                    self.handle(msg.topic(), msg.value())
-                self.producer.poll(0)
-        except KafkaException as exc:  # pragma: no cover - surfaced to the operator
-            log.error("kafka failure: %s", exc)
+                self.step()
+        except KafkaException as exc:
+            log.error("kafka failure, stopping (a restart resumes from the last commit): %s", exc)
             raise
         finally:
-            self.producer.flush(10)
             self.consumer.close()

@@ -11,6 +11,7 @@ are identical whatever the batch size.
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -27,10 +28,20 @@ from confluent_kafka import Message as KafkaMessage
 from mmflow.config import Settings
 from mmflow.connectors.metrics import Metrics
 from mmflow.flows.runtime import MarketRuntime
-from mmflow.models import BookTick, Control, DeadLetter, Fill, InputEvent, Intent, Trade
+from mmflow.models import (
+    BookTick,
+    Control,
+    DeadLetter,
+    Fill,
+    Incarnation,
+    InputEvent,
+    Intent,
+    Position,
+    Trade,
+)
 from mmflow.outputs import Journaled, Outputs
 from mmflow.view import MarketView
-from mmflow.wire import WireError, decode_input
+from mmflow.wire import WireError, decode_input, encode, inconsistency
 
 
 class Chunk(list):  # type: ignore[type-arg]
@@ -48,7 +59,10 @@ class Chunk(list):  # type: ignore[type-arg]
         self.origins: list[tuple[bytes, str] | None] = []
 
 
-_TYPED = frozenset({BookTick, Trade, Fill, Control})
+log = logging.getLogger("mmflow.flow")
+
+_TYPED = frozenset({BookTick, Trade, Fill, Control, Position, Incarnation})
+_MARKET_DATA = (BookTick, Trade)
 
 
 def tune_gc() -> None:
@@ -66,13 +80,31 @@ def tune_gc() -> None:
 
 def validate(event: InputEvent, markets: Iterable[str]) -> str | None:
     """Checks a schema cannot express; returns the dead-letter reason or None."""
-    if isinstance(event, Control) and event.market == "*":
+    cls = type(event)
+    if cls is Incarnation:
+        return "internal record: an incarnation is written by the flow to its journal, never read"
+    if cls is Control and event.market == "*":
         return None
     if event.market not in markets:
         return f"unknown market: {event.market!r}"
-    if isinstance(event, BookTick) and event.bid_px >= event.ask_px:
-        return "crossed book: bid >= ask"
-    return None
+    return inconsistency(event)
+
+
+def arrival_ts(event: InputEvent) -> int:
+    """When an event reached the flow: receive time for market data, its own stamp otherwise."""
+    return event.ts_recv if type(event) in _MARKET_DATA else event.ts  # type: ignore[union-attr]
+
+
+def from_the_future(event: InputEvent, latest_us: int) -> str | None:
+    """A record stamped after ``latest_us`` (the wall clock plus a tolerance) cannot have been
+    received yet: refused before it can move its market's clock and freeze it (every valid tick
+    after it would look out of order). Recorded data, years behind the wall clock, passes."""
+    ts = arrival_ts(event)
+    if ts <= latest_us:
+        return None
+    return (
+        f"ahead of the wall clock: stamped {ts} us, {(ts - latest_us) / 1e6:,.0f} s after the latest possible"
+    )
 
 
 def raw_bytes(item: Any) -> tuple[bytes, str]:
@@ -106,12 +138,16 @@ class Decoded:
     dead: list[DeadLetter] = field(default_factory=list)
 
 
-def make_decoder(settings: Settings, metrics: Metrics) -> Callable[[list[Any]], list[Decoded]]:
+def make_decoder(
+    settings: Settings, metrics: Metrics, clock: Callable[[], int] = lambda: time.time_ns() // 1000
+) -> Callable[[list[Any]], list[Decoded]]:
     markets = frozenset(settings.markets)
+    future_us = int(settings.strategy.safety.max_future_s * 1_000_000)
 
     def decode_batch(items: list[Any]) -> list[Decoded]:
         chunks: dict[str, Chunk] = {}
         out: list[DeadLetter] = []
+        latest = clock() + future_us
         for item in items:
             cls = type(item)
             if cls is DeadLetter:
@@ -135,6 +171,11 @@ def make_decoder(settings: Settings, metrics: Metrics) -> Callable[[list[Any]], 
                     out.append(DeadLetter(source=source, reason=reason, raw=raw, market=event.market))
                     continue
                 origin = (raw, source)
+            late = from_the_future(event, latest)
+            if late is not None:
+                raw, source = origin or (encode(event), "flow")
+                out.append(DeadLetter(source=source, reason=late, raw=raw, market=event.market))
+                continue
             if type(event) is Control and event.market == "*":
                 # A control for "*" reaches every configured market (each holds its own halt).
                 for market in sorted(markets):
@@ -146,6 +187,27 @@ def make_decoder(settings: Settings, metrics: Metrics) -> Callable[[list[Any]], 
         return [Decoded(list(chunks.items()), out)]
 
     return decode_batch
+
+
+def _log_operations(out: Outputs) -> None:
+    """Say what an operator must know: every control command with its reason, every halt on a
+    books/venue mismatch with both numbers."""
+    for entry in out.journal:
+        event = entry.event
+        if type(event) is Control:
+            log.warning(
+                "control %s %s%s: %r (command %s)",
+                event.action,
+                event.market,
+                " --clear-loss-limit" if event.clear_loss_limit else "",
+                event.reason,
+                event.command_id,
+            )
+    for intent in out.intents:
+        if "reconcile_mismatch" in intent.reasons:
+            log.error(
+                "%s halted: books and venue disagree (%s)", intent.market, ", ".join(intent.reasons[1:])
+            )
 
 
 class MarketLogic(StatefulBatchLogic[Chunk, Outputs, MarketRuntime]):
@@ -166,12 +228,14 @@ class MarketLogic(StatefulBatchLogic[Chunk, Outputs, MarketRuntime]):
         paper: bool,
         resume: MarketRuntime | None,
         live_clock: bool = False,
+        incarnation: str | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.paper = paper
         self.runtime = resume
         self.live_clock = live_clock
+        self.incarnation = incarnation
         self._wall_at_data: datetime | None = None
 
     def notify_at(self) -> datetime | None:
@@ -196,6 +260,10 @@ class MarketLogic(StatefulBatchLogic[Chunk, Outputs, MarketRuntime]):
         if runtime is None:
             runtime = self.runtime = MarketRuntime(values[0][0].market, self.settings, paper=self.paper)
         out = Outputs()
+        if self.incarnation is not None:  # a live process takes the market over (once)
+            first = values[0][0]
+            at = runtime.stats.last_us if runtime.stats.first_us is not None else arrival_ts(first)
+            runtime.take_over(self.incarnation, at, out)
         process = runtime.process
         start = time.perf_counter()
         n = 0
@@ -204,6 +272,8 @@ class MarketLogic(StatefulBatchLogic[Chunk, Outputs, MarketRuntime]):
             for event, origin in zip(chunk, chunk.origins, strict=True):
                 process(event, out, origin)
         self.metrics.observe(runtime.view(), runtime.stats, n, time.perf_counter() - start, out)
+        if out.journal or out.intents:
+            _log_operations(out)
         if self.live_clock:
             self._wall_at_data = datetime.now(UTC)
         return [out], StatefulBatchLogic.RETAIN
@@ -240,15 +310,19 @@ def build_flow(
     metrics: Metrics,
     paper: bool = True,
     live_clock: bool = False,
+    incarnation: str | None = None,
 ) -> FlowStreams:
-    """Add the market-making steps to ``flow``; the caller attaches sinks to the streams."""
+    """Add the market-making steps to ``flow``; the caller attaches sinks to the streams.
+
+    ``incarnation`` (live runs) is this process' own: on its first batch each market is taken
+    over by it (ids carry it; what an earlier process left resting is cancelled first)."""
     raw = op.input("input", flow, source)
     decoded = op.flat_map_batch("decode", raw, make_decoder(settings, metrics))
     chunks = op.flat_map("chunks", decoded, attrgetter("chunks"))
     stepped = op.stateful_batch(
         "market",
         chunks,
-        lambda resume: MarketLogic(settings, metrics, paper, resume, live_clock),  # type: ignore[arg-type]
+        lambda resume: MarketLogic(settings, metrics, paper, resume, live_clock, incarnation),  # type: ignore[arg-type]
     )
     outputs = op.map("drop_key", stepped, lambda kv: kv[1])
 

@@ -15,12 +15,19 @@ every decision.
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import os
+import signal
+import time
+from datetime import timedelta
 from functools import partial
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig
+from bytewax.run import cli_main
 
 from mmflow.config import KafkaConfig, load_settings
 from mmflow.connectors.kafka_io import (
@@ -33,11 +40,16 @@ from mmflow.connectors.kafka_io import (
 from mmflow.connectors.kafka_source import RawKafkaSource
 from mmflow.connectors.metrics import get_metrics
 from mmflow.flows.engine import FlowStreams, build_flow, tune_gc
+from mmflow.ids import incarnation_of
+
+log = logging.getLogger("mmflow.flow")
 
 
 def flow_source(cfg: KafkaConfig, tail: bool = True, batch_size: int = 10_000) -> RawKafkaSource:
-    """Market data, fills and operator controls, from the beginning (or the recovery offsets)."""
-    return RawKafkaSource(cfg, [cfg.market_data_topic, cfg.fills_topic, cfg.control_topic], tail, batch_size)
+    """Market data, fills, the venue's positions and operator controls, from the beginning (or
+    the recovery offsets)."""
+    topics = [cfg.market_data_topic, cfg.fills_topic, cfg.positions_topic, cfg.control_topic]
+    return RawKafkaSource(cfg, topics, tail, batch_size)
 
 
 def route(flow_streams: FlowStreams, cfg: KafkaConfig, confirm: bool) -> None:
@@ -67,8 +79,66 @@ def build(tail: bool = True) -> Dataflow:
     if port:
         metrics.serve(int(port), settings.metrics.host)
     flow = Dataflow("mmflow-live")
+    # This process' incarnation: every id it makes carries it, so no restart reuses one.
+    incarnation = incarnation_of(time.time_ns() // 1000)
+    log.info("flow incarnation %s", incarnation)
     streams = build_flow(
-        flow, flow_source(settings.kafka, tail=tail), settings, metrics, paper=False, live_clock=True
+        flow,
+        flow_source(settings.kafka, tail=tail),
+        settings,
+        metrics,
+        paper=False,
+        live_clock=True,
+        incarnation=incarnation,
     )
     route(streams, settings.kafka, confirm=env.get("MMFLOW_RUN_CONFIRM_WRITES", "1") != "0")
     return flow
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM stops the flow as Ctrl-C does: Bytewax turns a pending KeyboardInterrupt into a
+    clean stop between steps."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mmflow.flows.live``, what ``mmflow run`` replaces itself with: the flow on
+    this process' workers, stopped cleanly by SIGINT or SIGTERM (no traceback, no panic)."""
+    ap = argparse.ArgumentParser(prog="mmflow.flows.live")
+    ap.add_argument("-w", "--workers", type=int, default=1)
+    ap.add_argument("-i", "--process-id", type=int)
+    ap.add_argument("-a", "--addresses")
+    ap.add_argument("-r", "--recovery-dir")
+    ap.add_argument("-s", "--snapshot-interval", type=float, default=5.0)
+    ap.add_argument("-b", "--backup-interval", type=float, default=0.0)
+    ap.add_argument("--until-end", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stop_on_sigterm()
+    recovery = (
+        RecoveryConfig(args.recovery_dir, timedelta(seconds=args.backup_interval))
+        if args.recovery_dir
+        else None
+    )
+    try:
+        flow = build(tail=not args.until_end)
+        cli_main(
+            flow,
+            workers_per_process=args.workers,
+            process_id=args.process_id,
+            addresses=args.addresses.split(";") if args.addresses else None,
+            epoch_interval=timedelta(seconds=args.snapshot_interval),
+            recovery_config=recovery,
+        )
+    except KeyboardInterrupt:
+        log.info("flow stopped")
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

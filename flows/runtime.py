@@ -20,7 +20,18 @@ from typing import Any
 
 from mmflow.config import Settings
 from mmflow.connectors.paper_venue import PaperVenue
-from mmflow.models import BookTick, Control, DeadLetter, Fill, InputEvent, Intent, Trade
+from mmflow.ids import REPLAY
+from mmflow.models import (
+    BookTick,
+    Control,
+    DeadLetter,
+    Fill,
+    Incarnation,
+    InputEvent,
+    Intent,
+    Position,
+    Trade,
+)
 from mmflow.outputs import Journaled, Outputs
 from mmflow.stats import MarketStats
 from mmflow.strategy.dedup import RecentIds
@@ -30,14 +41,16 @@ from mmflow.wire import encode
 
 
 class MarketRuntime:
-    def __init__(self, market: str, settings: Settings, paper: bool = True) -> None:
+    def __init__(
+        self, market: str, settings: Settings, paper: bool = True, incarnation: str = REPLAY
+    ) -> None:
         spec = settings.spec(market)
         self.market = market
         # The market's effective strategy: the shared one with the market's own overrides.
         strategy = settings.strategy_for(market)
-        self.maker = MarketMaker(market, spec, strategy)
+        self.maker = MarketMaker(market, spec, strategy, incarnation)
         window = strategy.safety.dedup_window
-        self.venue = PaperVenue(market, spec, settings.venue, window) if paper else None
+        self.venue = PaperVenue(market, spec, settings.venue, window, incarnation) if paper else None
         self.stats = MarketStats()
         self._timeline_us = max(1, int(settings.replay.timeline_interval_s * 1_000_000))
         self._next_timeline: int | None = None
@@ -73,9 +86,11 @@ class MarketRuntime:
             return
         maker, venue, stats = self.maker, self.venue, self.stats
         cls = type(event)
-        if cls is Fill and not maker.book_fill(event):  # type: ignore[arg-type]
-            self._refuse(event, f"duplicate fill id {event.fill_id!r}", out, origin)  # type: ignore[union-attr]
-            return
+        if cls is Fill:
+            refused = maker.book(event)  # type: ignore[arg-type]
+            if refused is not None:
+                self._refuse(event, refused, out, origin)
+                return
         if cls is BookTick or cls is Trade:
             now = self._last_market_us = event.ts_recv
             stats.advance(now)
@@ -98,18 +113,22 @@ class MarketRuntime:
                     self._book_fills(venue.on_trade(event), out)
                 intents = maker.on_trade(event)
         else:
-            # A control acts at the market's clock; a fill may carry a later timestamp.
+            # A fill may carry a later timestamp; the others act at the market's own clock.
             now = (
-                stats.last_us
-                if cls is Control and stats.first_us is not None
-                else max(event.ts, stats.last_us)
+                max(event.ts, stats.last_us)  # type: ignore[union-attr]
+                if cls is Fill or stats.first_us is None
+                else stats.last_us
             )
             stats.advance(now)
-            if cls is Control:
-                intents = maker.on_control(event)  # type: ignore[arg-type]
-            else:  # a fill, booked above
+            if cls is Fill:  # booked above
                 self._count_fill(event, out)  # type: ignore[arg-type]
                 intents = maker.decide(now)
+            elif cls is Control:
+                intents = maker.on_control(event)  # type: ignore[arg-type]
+            elif cls is Position:
+                intents = maker.on_position(event)  # type: ignore[arg-type]
+            else:
+                intents = self._restart(event)  # type: ignore[arg-type]
             # Where this input fell among the market's events: replay re-inserts it there.
             out.journal.append(Journaled(event, stats.books + stats.trades))  # type: ignore[arg-type]
         if intents:
@@ -117,6 +136,17 @@ class MarketRuntime:
         if self._next_timeline is None or now >= self._next_timeline:
             out.timeline.append(maker.view(now))
             self._next_timeline = (now // self._timeline_us + 1) * self._timeline_us
+
+    def _restart(self, event: Incarnation) -> list[Intent]:
+        if self.venue is not None:
+            self.venue.incarnation = event.incarnation
+        return self.maker.restart(event.incarnation, event.ts)
+
+    def take_over(self, incarnation: str, ts: int, out: Outputs) -> None:
+        """This process takes the market over (a live start or restart, recovered or not): a
+        journalled ``Incarnation`` event, so a replay of the session restarts at the same place."""
+        if self.maker.incarnation != incarnation:
+            self.process(Incarnation(market=self.market, ts=ts, incarnation=incarnation), out)
 
     def check_stale(self, now: int, out: Outputs) -> None:
         """Fire the stale-data guard from a timer (live runs), as the next event would."""

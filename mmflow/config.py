@@ -288,10 +288,19 @@ class SafetyConfig(_Section):
     loss_limit_enabled: bool = True
     # 25 PnL-guard triggers deep: far past "widen and shrink", the market needs a person.
     loss_limit_quote: Decimal = Field(default=Decimal("-5.0"), lt=0)
-    # Remember this many recent fill, trade and intent ids to refuse duplicates. Duplicates come
-    # from a producer's retry or a resumed source, seconds apart; 256 covers that with room to
-    # spare and keeps a market's state near 25 KB (each id costs ~20 bytes per window).
+    # Remember this many recent trade ids (and ids that are not ``<stream>-<seq>``) to refuse
+    # duplicates. Our own intent and fill ids are checked exactly, by a high-water mark per
+    # incarnation (mmflow/ids.py). Duplicates come from a producer's retry or a resumed source,
+    # seconds apart; 256 covers that with room to spare and keeps a market's state small.
     dedup_window: int = Field(default=256, ge=16, le=100_000)
+    reconcile_enabled: bool = True
+    # The in-flight window: a position the venue published may count a fill the flow has not
+    # consumed yet. A mismatch above one lot that outlives 3 s (two of the venue's periodic
+    # reports) is real, not in flight: the market halts until an operator resumes it.
+    reconcile_grace_s: float = Field(default=3.0, gt=0, le=3600)
+    # A record stamped this far ahead of the wall clock cannot have been received yet: refused
+    # before it can move its market's clock (recorded data, years behind, is unaffected).
+    max_future_s: float = Field(default=5.0, gt=0, le=86_400)
 
 
 class StrategyConfig(_Section):
@@ -349,6 +358,10 @@ class KafkaConfig(_Section):
     intents_topic: str = "mmflow.intents"
     dead_letter_topic: str = "mmflow.deadletter"
     control_topic: str = "mmflow.control"
+    # The execution side's position per market, for the flow's reconciliation.
+    positions_topic: str = "mmflow.positions"
+    # The paper venue's state, committed in the same transaction as its fills and offsets.
+    venue_state_topic: str = "mmflow.venue.state"
     state_topic: str = "mmflow.state"
     group_id: str = "mmflow"
     # Passed through to librdkafka verbatim (security.protocol, sasl.*, ssl.*, ...).

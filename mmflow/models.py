@@ -25,9 +25,10 @@ SCHEMA_VERSION = 1
 Side = Literal["buy", "sell"]
 
 # -- input bounds: the one set for files, Kafka and outputs -----------------------------------------
-#: Bounds far outside any real market (a 1e12 price, a 1e12 size) turn absurd values into dead
-#: letters instead of numbers that would overflow a Decimal(38, 18) column downstream.
-VALUE_DIGITS = 12
+#: Prices, sizes and fees below 1e9: far outside any real market, and small enough that every
+#: value derived from them (a notional below 1e18, a fee, a PnL) fits a Decimal(38, 18) output
+#: column, so a value that passes validation can always be written. Absurd values are dead letters.
+VALUE_DIGITS = 9
 VALUE_LIMIT = Decimal(10) ** VALUE_DIGITS
 #: At most 18 decimal places: exactly what the Decimal(38, 18) output columns hold.
 DECIMAL_PLACES = 18
@@ -160,8 +161,9 @@ class CancelAllIntent:
 class Control:
     """An operator command: ``halt`` (the kill switch) or ``resume``, for one market or ``*``.
 
-    A halt cancels everything and stops quoting and hedging; only an explicit resume lifts it,
-    and a resume also lifts a loss-limit halt.
+    A halt cancels everything and stops quoting and hedging; only an explicit resume lifts it.
+    A resume lifts a loss-limit halt only with ``clear_loss_limit``: a loss limit is the one halt
+    a person must mean to lift.
     """
 
     market: Name
@@ -169,12 +171,43 @@ class Control:
     command_id: Id
     action: Literal["halt", "resume"]
     reason: Annotated[str, Field(max_length=256)] = ""
+    clear_loss_limit: bool = False
     type: Literal["control"] = "control"
     v: Literal[1] = 1
 
 
+@dataclass(slots=True, kw_only=True)
+class Position:
+    """The position the execution side holds in a market, by its own count of its fills.
+
+    Published after every fill and every few seconds; the flow reconciles its FIFO inventory
+    against it.
+    """
+
+    market: Name
+    ts: Micros
+    position: FiniteDecimal
+    fills: Annotated[int, Field(ge=0)]
+    source: Annotated[str, Field(max_length=NAME_MAX)] = ""
+    type: Literal["position"] = "position"
+    v: Literal[1] = 1
+
+
+@dataclass(slots=True, kw_only=True)
+class Incarnation:
+    """A process took a market over: the flow's journal marks where, so a replay of the session
+    numbers its intents (and cancels at the restart) exactly as the live flow did. Never read
+    from an input topic: only the flow writes it, to its journal."""
+
+    market: Name
+    ts: Micros
+    incarnation: Id
+    type: Literal["incarnation"] = "incarnation"
+    v: Literal[1] = 1
+
+
 MarketEvent = BookTick | Trade
-InputEvent = BookTick | Trade | Fill | Control
+InputEvent = BookTick | Trade | Fill | Control | Position | Incarnation
 Intent = QuoteIntent | HedgeIntent | CancelAllIntent
 
 

@@ -34,6 +34,10 @@ class MarketView:
     operator_halt: bool
     loss_halt: bool
     position_limit: bool
+    #: Halted because the books disagree with the venue's position, and by how much (venue minus
+    #: books at its last report).
+    reconcile_halt: bool
+    position_mismatch: Decimal
     # Counters since the market started.
     pnl_guard_engagements: int
     trend_guard_engagements: int
@@ -41,6 +45,7 @@ class MarketView:
     stale_guard_engagements: int
     loss_limit_halts: int
     operator_halts: int
+    reconcile_halts: int
     open_lots: tuple[tuple[Decimal, Decimal], ...]
 
     def guard_engagements(self) -> dict[str, int]:
@@ -51,6 +56,7 @@ class MarketView:
             "stale": self.stale_guard_engagements,
             "loss_limit": self.loss_limit_halts,
             "kill_switch": self.operator_halts,
+            "reconcile": self.reconcile_halts,
         }
 
 

@@ -84,8 +84,17 @@ def fill(
     )
 
 
-def control(ts: int, action: str, command_id: str = "c1", market: str = SOL) -> Control:
-    return Control(market=market, ts=ts, command_id=command_id, action=action, reason="test")
+def control(
+    ts: int, action: str, command_id: str = "c1", market: str = SOL, clear_loss_limit: bool = False
+) -> Control:
+    return Control(
+        market=market,
+        ts=ts,
+        command_id=command_id,
+        action=action,
+        reason="test",
+        clear_loss_limit=clear_loss_limit,
+    )
 
 
 def warm(mm: MarketMaker) -> list:

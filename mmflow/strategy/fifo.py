@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import deque
 from decimal import Decimal
 
+from mmflow.money import add, product
+
 ZERO = Decimal(0)
 
 
@@ -32,7 +34,7 @@ class FifoBook:
     def apply(self, side: str, px: Decimal, qty: Decimal, fee: Decimal = ZERO) -> Decimal:
         """Book a fill; return the realized PnL it produced (net of its fee)."""
         signed = qty if side == "buy" else -qty
-        self.fees += fee
+        self.fees = add(self.fees, fee)
         gained = ZERO
         lots = self.lots
         while signed and lots and (lots[0][0] > 0) != (signed > 0):
@@ -40,7 +42,7 @@ class FifoBook:
             lot_qty, lot_px = lot
             close = min(abs(lot_qty), abs(signed))
             # A long lot closed by a sell gains (px - lot_px); a short lot the opposite.
-            gained += close * (px - lot_px) if lot_qty > 0 else close * (lot_px - px)
+            gained = add(gained, product(close, px - lot_px if lot_qty > 0 else lot_px - px))
             if close == abs(lot_qty):
                 lots.popleft()
             else:
@@ -49,7 +51,7 @@ class FifoBook:
         if signed:
             lots.append([signed, px])
         self.position += qty if side == "buy" else -qty
-        self.gross_realized += gained
+        self.gross_realized = add(self.gross_realized, gained)
         return gained - fee
 
     def unrealized(self, mark: Decimal) -> Decimal:

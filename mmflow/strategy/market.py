@@ -18,13 +18,24 @@ from __future__ import annotations
 from decimal import Decimal
 
 from mmflow.config import InstrumentSpec, StrategyConfig
-from mmflow.models import BookTick, CancelAllIntent, Control, Fill, HedgeIntent, Intent, QuoteIntent, Trade
+from mmflow.ids import REPLAY, HighWater, make_id, split_id
+from mmflow.models import (
+    BookTick,
+    CancelAllIntent,
+    Control,
+    Fill,
+    HedgeIntent,
+    Intent,
+    Position,
+    QuoteIntent,
+    Trade,
+)
 from mmflow.strategy import inventory as inv_rules
-from mmflow.strategy.dedup import RecentIds
 from mmflow.strategy.fifo import FifoBook
 from mmflow.strategy.hedger import Hedger
 from mmflow.strategy.pnl_guard import PnlGuard
 from mmflow.strategy.quoting import floor_to, moved, price_quotes
+from mmflow.strategy.reconcile import Reconciler
 from mmflow.strategy.regime import RegimeSwitch
 from mmflow.strategy.safety import SafetyGuards
 from mmflow.strategy.spreads import vol_spread
@@ -36,8 +47,12 @@ _TWO = Decimal(2)
 
 
 class MarketMaker:
-    def __init__(self, market: str, spec: InstrumentSpec, cfg: StrategyConfig) -> None:
+    def __init__(
+        self, market: str, spec: InstrumentSpec, cfg: StrategyConfig, incarnation: str = REPLAY
+    ) -> None:
         self.market = market
+        self.incarnation = incarnation
+        self._stream = f"{market}-{incarnation}"
         self.spec = spec
         self.cfg = cfg
         self.fifo = FifoBook()
@@ -47,8 +62,11 @@ class MarketMaker:
         self.regime = RegimeSwitch(cfg.regime)
         self.trend = TrendFilter(cfg.trend)
         self.hedger = Hedger(cfg.hedger, spec)
-        self.dedup = RecentIds(cfg.safety.dedup_window)
+        self.fill_ids = HighWater(window=cfg.safety.dedup_window)
         self.safety = SafetyGuards(cfg.safety)
+        self.reconciler = Reconciler(
+            cfg.safety.reconcile_enabled, cfg.safety.reconcile_grace_s, spec.lot_size
+        )
         self.best_bid: Decimal | None = None
         self.best_ask: Decimal | None = None
         self.mid: Decimal | None = None
@@ -98,12 +116,15 @@ class MarketMaker:
             operator_halt=safety.operator_halted,
             loss_halt=safety.loss_halted,
             position_limit=not (bid_ok and ask_ok),
+            reconcile_halt=safety.reconcile_halted,
+            position_mismatch=self.reconciler.difference,
             pnl_guard_engagements=self.pnl_guard.engagements,
             trend_guard_engagements=self.trend.engagements,
             regime_switches=self.regime.switches,
             stale_guard_engagements=safety.stale_engagements,
             loss_limit_halts=safety.loss_halts,
             operator_halts=safety.operator_halts,
+            reconcile_halts=safety.reconcile_halts,
             open_lots=tuple((q, p) for q, p in self.fifo.lots),
         )
 
@@ -144,21 +165,67 @@ class MarketMaker:
         now = self.now_us or cmd.ts
         if cmd.action == "halt":
             return [self._cancel_all(now, "operator_halt")] if self.safety.halt() else []
-        if self.safety.resume():
+        if self.safety.resume(cmd.clear_loss_limit):
+            self.reconciler.reset()
             self._dirty = True
             return self.decide(now)
         return []
 
-    def book_fill(self, fill: Fill) -> bool:
-        """Account for a fill once; return False for a duplicate (already booked): this is the
-        one place a fill id is checked."""
-        if self.dedup.seen(fill.fill_id):
-            return False
+    def restart(self, incarnation: str, ts: int) -> list[Intent]:
+        """A new process took this market over: its ids carry the new incarnation, and whatever
+        an earlier one left resting is cancelled before anything else is sent."""
+        self.incarnation = incarnation
+        self._stream = f"{self.market}-{incarnation}"
+        self.now_us = max(self.now_us, ts)
+        return [self._cancel_all(self.now_us, "restart")]
+
+    def on_position(self, pos: Position) -> list[Intent]:
+        """The venue's own count of the position: a mismatch that outlives the in-flight window
+        halts the market (cancel all) until an operator resumes it."""
+        if not self.reconciler.report(pos.position, self.fifo.position, pos.ts):
+            return []
+        if not self.safety.reconcile_halt():
+            return []
+        return [
+            self._cancel_all(
+                self.now_us or pos.ts,
+                "reconcile_mismatch",
+                f"venue={pos.position}",
+                f"books={self.fifo.position}",
+            )
+        ]
+
+    def fill_refusal(self, fill: Fill) -> str | None:
+        """Why ``fill`` must not be booked, or None: a duplicate id, a size no order of ours can
+        have, or an intent this market never sent. The one place a fill is checked."""
+        if fill.fill_id in self.fill_ids:
+            return f"duplicate fill id {fill.fill_id!r}"
+        limit = self.cfg.safety.max_position_base
+        if self.cfg.safety.position_limit_enabled and fill.qty > limit:
+            return f"fill of {fill.qty} is larger than the hard position limit {limit}"
+        parts = split_id(fill.intent_id)
+        stream = parts[0] if parts is not None else ""
+        if parts is None or not (stream == self.market or stream.startswith(self.market + "-")):
+            return f"fill for an intent this market never sent: {fill.intent_id!r}"
+        if stream == self._stream and parts[1] > self.seq:
+            return f"fill for intent {fill.intent_id!r}, not sent yet (last sent: {self.seq})"
+        return None
+
+    def book(self, fill: Fill) -> str | None:
+        """Account for a fill once; return why it was refused, or None when booked."""
+        refused = self.fill_refusal(fill)
+        if refused is not None:
+            return refused
+        self.fill_ids.seen(fill.fill_id)
         self.fifo.apply(fill.side, fill.px, fill.qty, fill.fee)
         # The venue consumed (part of) a resting order: the next decision must re-send the quote.
         self.last_quote = None
         self._dirty = True
-        return True
+        return None
+
+    def book_fill(self, fill: Fill) -> bool:
+        """``book``, as True when booked."""
+        return self.book(fill) is None
 
     def on_fill(self, fill: Fill) -> list[Intent]:
         """Book a fill that arrived on its own (live or recorded) and decide again right away."""
@@ -184,7 +251,7 @@ class MarketMaker:
             self._dirty = True
         return out
 
-    def _cancel_all(self, ts: int, reason: str) -> CancelAllIntent:
+    def _cancel_all(self, ts: int, *reasons: str) -> CancelAllIntent:
         self.last_quote = None
         self._dirty = True
         return CancelAllIntent(
@@ -194,7 +261,7 @@ class MarketMaker:
             best_bid=self.best_bid,
             best_ask=self.best_ask,
             inventory=self.fifo.position,
-            reasons=(reason,),
+            reasons=reasons,
         )
 
     def _clock(self, now: int) -> None:
@@ -212,7 +279,7 @@ class MarketMaker:
 
     def _next_id(self) -> str:
         self.seq += 1
-        return f"{self.market}-{self.seq:09d}"
+        return make_id(self._stream, self.seq)
 
     def _decide(self, now: int) -> list[Intent]:
         self._dirty = False

@@ -1,8 +1,9 @@
 """Trading safety beyond the analysis: the stale-data guard, the hard position limit, the loss
 limit and the operator's kill switch.
 
-Each is a latch with a clear way out: fresh data lifts the stale guard by itself; a loss-limit
-halt and a kill-switch halt are lifted only by an explicit operator ``resume``.
+Each is a latch with a clear way out: fresh data lifts the stale guard by itself; a kill-switch
+or reconciliation halt is lifted only by an operator's ``resume``, a loss-limit halt only by a
+``resume`` that says so (``--clear-loss-limit``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ class SafetyGuards:
         "stale",
         "operator_halted",
         "loss_halted",
+        "reconcile_halted",
+        "reconcile_halts",
         "last_data_us",
         "stale_engagements",
         "loss_halts",
@@ -30,6 +33,8 @@ class SafetyGuards:
         self.stale = False
         self.operator_halted = False
         self.loss_halted = False
+        self.reconcile_halted = False
+        self.reconcile_halts = 0
         self.last_data_us: int | None = None
         self.stale_engagements = 0
         self.loss_halts = 0
@@ -40,7 +45,7 @@ class SafetyGuards:
     @property
     def blocked(self) -> bool:
         """No quoting and no hedging while any of these holds."""
-        return self.stale or self.operator_halted or self.loss_halted
+        return self.stale or self.operator_halted or self.loss_halted or self.reconcile_halted
 
     def fresh(self, now_us: int, ts_exchange: int) -> bool:
         """The hot path: True (and the arrival noted) when data keeps arriving fresh and nothing
@@ -108,8 +113,19 @@ class SafetyGuards:
         self.operator_halts += 1
         return True
 
-    def resume(self) -> bool:
-        """Lift operator and loss halts (the stale guard lifts itself on fresh data)."""
-        lifted = self.operator_halted or self.loss_halted
-        self.operator_halted = self.loss_halted = False
+    def reconcile_halt(self) -> bool:
+        """Latch the books/venue mismatch halt; True on the transition."""
+        if self.reconcile_halted:
+            return False
+        self.reconcile_halted = True
+        self.reconcile_halts += 1
+        return True
+
+    def resume(self, clear_loss_limit: bool = False) -> bool:
+        """Lift the operator and reconciliation halts, and the loss-limit halt only when asked
+        explicitly (the stale guard lifts itself on fresh data). True when something lifted."""
+        lifted = self.operator_halted or self.reconcile_halted or (clear_loss_limit and self.loss_halted)
+        self.operator_halted = self.reconcile_halted = False
+        if clear_loss_limit:
+            self.loss_halted = False
         return lifted

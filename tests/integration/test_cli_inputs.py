@@ -113,11 +113,60 @@ def test_instrument_without_spec_stops_at_start(data_dir: Path, tmp_path: Path) 
 
 
 def test_a_run_that_processed_nothing_does_not_exit_zero(data_dir: Path, tmp_path: Path) -> None:
-    header = tmp_path / "empty.csv"
-    header.write_text("exchange,symbol,timestamp,local_timestamp,ask_amount,ask_price,bid_price,bid_amount\n")
-    proc, _ = replay(tmp_path, header, header)
-    assert proc.returncode != 0, proc.stdout
-    assert "processed no event" in proc.stderr
+    quotes, trades = tmp_path / "q.csv", tmp_path / "t.csv"
+    quotes.write_text("exchange,symbol,timestamp,local_timestamp,ask_amount,ask_price,bid_price,bid_amount\n")
+    trades.write_text("exchange,symbol,timestamp,local_timestamp,id,side,price,amount\n")
+    proc, _ = replay(tmp_path, quotes, trades)
+    assert proc.returncode == 1, proc.stdout
+    assert "processed no event" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("case", "needle"),
+    [
+        ("missing", "nope.csv.gz: no such file"),
+        ("truncated", "truncated or corrupt gzip"),
+        ("empty", "empty file"),
+        ("no_column", "missing column(s) ask_price"),
+        ("swapped", "a quotes file given as --trades"),
+    ],
+)
+def test_a_file_that_cannot_be_read_is_one_line(
+    data_dir: Path, tmp_path: Path, case: str, needle: str
+) -> None:
+    """Each of these failed the whole file with a polars traceback."""
+    quotes, trades = tmp_path / "q.csv.gz", SOL_TRADES
+    if case == "missing":
+        quotes = tmp_path / "nope.csv.gz"
+    elif case == "truncated":
+        quotes.write_bytes(SOL_QUOTES.read_bytes()[:2000])
+    elif case == "empty":
+        quotes.write_bytes(b"")
+    elif case == "no_column":
+        rows = gzip.decompress(SOL_QUOTES.read_bytes()).decode().splitlines()
+        cut = [",".join(c for i, c in enumerate(r.split(",")) if i != 5) for r in rows]
+        quotes.write_bytes(gzip.compress("\n".join(cut).encode()))
+    else:
+        quotes, trades = SOL_QUOTES, SOL_QUOTES
+    line = one_line_error(replay(tmp_path, quotes, trades)[0])
+    assert needle in line, line
+
+
+def test_a_ragged_or_undecodable_row_is_one_dead_letter(data_dir: Path, tmp_path: Path) -> None:
+    """A ragged row and a row with an invalid UTF-8 byte are dead letters with their row number;
+    every other row is replayed (each failed the whole file)."""
+    lines = gzip.decompress(SOL_QUOTES.read_bytes()).split(b"\n")
+    lines[10] = lines[10].rstrip(b"\r") + b",extra\r"  # the file has CRLF line ends
+    lines[20] = lines[20].replace(b"bybit", b"byb\xffit")
+    quotes = tmp_path / "q.csv.gz"
+    quotes.write_bytes(gzip.compress(b"\n".join(lines)))
+    proc, out = replay(tmp_path, quotes, SOL_TRADES)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["events"] == 383 - 2 + 165
+    dead = pl.read_parquet(out / "dead_letters.parquet")
+    reasons = sorted(dead.get_column("reason").to_list())
+    assert reasons == ["not UTF-8 text at byte 3 (row 21)", "ragged row: 9 fields, the header has 8 (row 11)"]
 
 
 # -- per-market settings, partial overrides ---------------------------------------------------------

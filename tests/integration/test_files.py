@@ -8,10 +8,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import orjson
+import polars as pl
 import pytest
 
 from mmflow.connectors.files import InputError, arrival_key, merge_arrival, read_events, write_recording
 from mmflow.models import BookTick, DeadLetter, Fill, Trade
+from mmflow.wire import WireError, decode_input, inconsistency
 from tests.conftest import BTC_QUOTES, BTC_TRADES, SOL_QUOTES, SOL_TRADES
 
 D = Decimal
@@ -226,9 +228,10 @@ bybit,SOLUSDT,2006,2106,a-7,BUY,77.310,1
 bybit,SOLUSDT,2007,2107,123456,buy,77.320,0.001
 """
 
-BOOK_BAD = "book: missing, non-numeric or non-positive field"
-BOOK_CROSSED = "book: crossed or locked (bid >= ask)"
-TRADE_BAD = "trade: missing, non-numeric or non-positive field, or bad side"
+# The kind of refusal, as the wire decoder words it (the same verdict a Kafka record gets).
+BOOK_BAD = "invalid"
+BOOK_CROSSED = "crossed book"
+TRADE_BAD = "invalid"
 MARKETS = ["bybit:SOLUSDT", "bybit:BTCUSDT"]
 
 
@@ -243,7 +246,8 @@ def _write(tmp_path: Path, name: str, text: str, gz: bool) -> Path:
 
 
 def _by_ts(dead: list[DeadLetter], key: str) -> dict[str, str]:
-    return {orjson.loads(d.raw)[key]: d.reason for d in dead}
+    """Refused rows by their timestamp text, with the kind of refusal (the reason's first clause)."""
+    return {orjson.loads(d.raw)[key]: d.reason.split(":")[0] for d in dead}
 
 
 @pytest.mark.parametrize("gz", [False, True], ids=["csv", "csv.gz"])
@@ -346,6 +350,83 @@ def test_tardis_trades_with_bad_rows(tmp_path: Path, gz: bool) -> None:
     }
 
 
+@pytest.mark.parametrize("text", [QUOTES_CSV, TRADES_CSV], ids=["quotes", "trades"])
+def test_a_row_gets_the_verdict_its_kafka_record_gets(tmp_path: Path, text: str) -> None:
+    """Each row of a file is refused (or taken) exactly as the same record on Kafka: same decoder,
+    same reason. (A file accepted ts_recv 1e17+5, liquidity MAKER, source hedgee; Kafka refused.)"""
+    path = _write(tmp_path, "rows", text, False)
+    events, dead = read_events(path, markets=MARKETS)
+    by_row = {int(d.extra["row"]): d.reason.rsplit(" (row", 1)[0] for d in dead}
+    header, *rows = list(csv.DictReader(text.splitlines()))[0].keys(), *csv.DictReader(text.splitlines())
+    taken = iter(events)
+    for n, row in enumerate(rows, start=2):
+        wire = _kafka_form(row)
+        try:
+            event = decode_input(orjson.dumps(wire))
+            kafka = inconsistency(event)
+        except WireError as err:
+            kafka, event = str(err), None
+        assert by_row.get(n) == kafka, (n, row)
+        if kafka is None:
+            assert next(taken) == event
+    assert next(taken, None) is None and len(header) > 1
+
+
+def _kafka_form(row: dict[str, str]) -> dict[str, object]:
+    """The Kafka record a feeder would publish for a Tardis row (decimals as strings)."""
+    as_int = {"timestamp": "ts_exchange", "local_timestamp": "ts_recv"}
+    out: dict[str, object] = {"market": f"{row['exchange']}:{row['symbol']}", "v": 1}
+    for src, dst in as_int.items():
+        out[dst] = int(row[src]) if row[src].isdigit() else row[src]
+    if "bid_price" in row:
+        out |= {"type": "book", "bid_px": row["bid_price"], "bid_qty": row["bid_amount"]}
+        out |= {"ask_px": row["ask_price"], "ask_qty": row["ask_amount"]}
+    else:
+        out |= {
+            "type": "trade",
+            "trade_id": row["id"],
+            "side": row["side"],
+            "px": row["price"],
+            "qty": row["amount"],
+        }
+    return out
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("ts_recv", 10**17 + 5), ("liquidity", "MAKER"), ("source", "hedgee"), ("ts", 10**17)],
+)
+def test_recording_refuses_what_kafka_refuses(tmp_path: Path, field: str, value: object) -> None:
+    fill = _fills()[0]
+    row = {k: getattr(fill, k) for k in fill.__dataclass_fields__} | {
+        "px": str(fill.px),
+        "qty": str(fill.qty),
+    }
+    row["fee"] = str(fill.fee)
+    if field == "ts_recv":
+        book = {"type": "book", "market": "bybit:SOLUSDT", "ts_exchange": 1, "ts_recv": value}
+        row = book | {"bid_px": "1", "bid_qty": "1", "ask_px": "2", "ask_qty": "1", "v": 1}
+    else:
+        row[field] = value
+    path = tmp_path / "rec.parquet"
+    pl.DataFrame([row]).write_parquet(path)
+    events, dead = read_events(path)
+    assert events == [] and len(dead) == 1
+    with pytest.raises(WireError):
+        decode_input(orjson.dumps(row))
+
+
+def test_empty_trade_ids_do_not_collide(tmp_path: Path) -> None:
+    """An empty trade id stays empty (it became the text "None", so two such trades collided as
+    duplicates in the runtime)."""
+    text = (
+        TRADES_CSV.splitlines()[0]
+        + "\nbybit,SOLUSDT,3000,3100,,buy,77.310,1\nbybit,SOLUSDT,3001,3101,,buy,77.310,1\n"
+    )
+    events, dead = read_events(_write(tmp_path, "t", text, False), markets=MARKETS)
+    assert dead == [] and [e.trade_id for e in events] == ["", ""]
+
+
 def test_without_markets_filter_every_market_passes(tmp_path: Path) -> None:
     text = TRADES_CSV + "bybit,DOGEUSDT,2008,2108,a-8,buy,0.1001,1\n"
     events, dead = read_events(_write(tmp_path, "trades", text, False))
@@ -423,7 +504,7 @@ def test_recording_round_trip_empty(tmp_path: Path) -> None:
     assert read_events(write_recording([], tmp_path / "empty.parquet")) == ([], [])
 
 
-# Values inside the wire bounds (|x| < 1e12, at most 18 places), written in every decimal notation.
+# Values inside the wire bounds (|x| < 1e9, at most 18 places), written in every decimal notation.
 @pytest.mark.parametrize(
     "text", ["0.0001546000", "100", "100.0", "1E+2", "1.5E-10", "2.50E+8", "-0.0", "7.000E-7"]
 )

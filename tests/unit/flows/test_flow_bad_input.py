@@ -159,7 +159,7 @@ class Book:
             market=market,
             ts=ts,
             fill_id=fill_id,
-            intent_id="ext",
+            intent_id=f"{market}-ext-000000001",  # an intent of an earlier incarnation
             side=side,  # type: ignore[arg-type]
             px=self.mid[market] * TICK[market],
             qty=D(qty) / 1000,

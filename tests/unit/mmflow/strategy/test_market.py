@@ -35,7 +35,7 @@ def feed(mm: MarketMaker, ev) -> list:
 FIRST_QUOTE = QuoteIntent(
     market=MKT,
     ts=T0 + 5 * S,
-    intent_id="binance-futures:SOLUSDT-000000001",
+    intent_id="binance-futures:SOLUSDT-0-000000001",
     bid_px=D("149.95"),
     bid_qty=D("0.011"),
     ask_px=D("150.06"),
@@ -116,7 +116,7 @@ def test_quote_resent_when_price_moves_past_tolerance():
         QuoteIntent(
             market=MKT,
             ts=T0 + 5 * S + 500_000,
-            intent_id="binance-futures:SOLUSDT-000000002",
+            intent_id="binance-futures:SOLUSDT-0-000000002",
             bid_px=D("150.00"),
             bid_qty=D("0.011"),
             ask_px=D("150.11"),
@@ -137,7 +137,7 @@ BUY_FILL = fill(FILL_TS, "f1", "buy", "149.95", "0.011", fee="0.00032989")
 HEDGE_AFTER_BUY = HedgeIntent(
     market=MKT,
     ts=FILL_TS,
-    intent_id="binance-futures:SOLUSDT-000000002",
+    intent_id="binance-futures:SOLUSDT-0-000000002",
     side="sell",
     qty=D("0.010"),
     # 150.00 x 0.9995 = 149.925 -> rounded up (conservative for a sell) to 149.93
@@ -162,7 +162,7 @@ def test_phase2_buy_fill_to_0011_hedges_and_quotes_asks_only():
         QuoteIntent(
             market=MKT,
             ts=FILL_TS,
-            intent_id="binance-futures:SOLUSDT-000000003",
+            intent_id="binance-futures:SOLUSDT-0-000000003",
             bid_px=None,
             bid_qty=None,
             ask_px=D("150.08"),
@@ -187,7 +187,7 @@ def test_phase1_same_inventory_still_quotes_both_sides():
         QuoteIntent(
             market=MKT,
             ts=FILL_TS,
-            intent_id="binance-futures:SOLUSDT-000000003",
+            intent_id="binance-futures:SOLUSDT-0-000000003",
             bid_px=D("149.95"),
             bid_qty=D("0.011"),
             ask_px=D("150.06"),
@@ -209,7 +209,7 @@ def test_inventory_exactly_at_threshold_is_symmetric_and_unhedged():
         QuoteIntent(
             market=MKT,
             ts=FILL_TS,
-            intent_id="binance-futures:SOLUSDT-000000002",
+            intent_id="binance-futures:SOLUSDT-0-000000002",
             bid_px=D("149.95"),
             bid_qty=D("0.011"),
             ask_px=D("150.06"),
@@ -234,7 +234,7 @@ def test_phase2_short_inventory_quotes_bids_only_with_tier_two():
         HedgeIntent(
             market=MKT,
             ts=FILL_TS,
-            intent_id="binance-futures:SOLUSDT-000000002",
+            intent_id="binance-futures:SOLUSDT-0-000000002",
             side="buy",
             qty=D("0.024"),
             limit_px=D("150.08"),
@@ -246,7 +246,7 @@ def test_phase2_short_inventory_quotes_bids_only_with_tier_two():
         QuoteIntent(
             market=MKT,
             ts=FILL_TS,
-            intent_id="binance-futures:SOLUSDT-000000003",
+            intent_id="binance-futures:SOLUSDT-0-000000003",
             bid_px=D("149.92"),
             bid_qty=D("0.005"),
             ask_px=None,
@@ -268,7 +268,7 @@ def test_phase1_soft_cap_halves_the_adding_side():
         HedgeIntent(
             market=MKT,
             ts=FILL_TS,
-            intent_id="binance-futures:SOLUSDT-000000002",
+            intent_id="binance-futures:SOLUSDT-0-000000002",
             side="sell",
             qty=D("0.03"),
             limit_px=D("149.93"),
@@ -280,7 +280,7 @@ def test_phase1_soft_cap_halves_the_adding_side():
         QuoteIntent(
             market=MKT,
             ts=FILL_TS,
-            intent_id="binance-futures:SOLUSDT-000000003",
+            intent_id="binance-futures:SOLUSDT-0-000000003",
             bid_px=D("149.95"),
             bid_qty=D("0.005"),
             ask_px=D("150.06"),
@@ -321,7 +321,7 @@ def test_hedger_cooldown_and_wake_through_market_maker():
         HedgeIntent(
             market=MKT,
             ts=FILL_TS + 2 * S,
-            intent_id="binance-futures:SOLUSDT-000000004",
+            intent_id="binance-futures:SOLUSDT-0-000000004",
             side="sell",
             qty=D("0.010"),
             limit_px=D("149.93"),
@@ -341,7 +341,7 @@ def test_hedger_cooldown_and_wake_through_market_maker():
             "0.010",
             fee="0.00075",
             source="hedge",
-            intent_id="binance-futures:SOLUSDT-000000004",
+            intent_id="binance-futures:SOLUSDT-0-000000004",
         )
     )
     assert mm.inventory == D("0.001")
@@ -349,7 +349,7 @@ def test_hedger_cooldown_and_wake_through_market_maker():
         QuoteIntent(
             market=MKT,
             ts=FILL_TS + 2 * S + 1,
-            intent_id="binance-futures:SOLUSDT-000000005",
+            intent_id="binance-futures:SOLUSDT-0-000000005",
             bid_px=D("149.95"),
             bid_qty=D("0.011"),
             ask_px=D("150.06"),
@@ -442,7 +442,7 @@ def test_pnl_guard_reason_after_realized_minus_020():
         QuoteIntent(
             market=MKT,
             ts=FILL_TS + 1,
-            intent_id="binance-futures:SOLUSDT-000000004",
+            intent_id="binance-futures:SOLUSDT-0-000000004",
             bid_px=D("149.90"),
             bid_qty=D("0.009"),
             ask_px=D("150.11"),
@@ -493,8 +493,8 @@ def test_intent_ids_are_deterministic_and_sequential():
     b = scenario()
     assert len(a) >= 5
     assert a == b
-    assert [i.intent_id for i in a] == [f"binance-futures:SOLUSDT-{n:09d}" for n in range(1, len(a) + 1)]
-    assert a[0].intent_id == "binance-futures:SOLUSDT-000000001"
+    assert [i.intent_id for i in a] == [f"binance-futures:SOLUSDT-0-{n:09d}" for n in range(1, len(a) + 1)]
+    assert a[0].intent_id == "binance-futures:SOLUSDT-0-000000001"
     kinds = {type(i) for i in a}
     # The 61 s silence before the last tick trips the stale-data guard: a cancel-all, then a requote.
     assert kinds == {QuoteIntent, HedgeIntent, CancelAllIntent}

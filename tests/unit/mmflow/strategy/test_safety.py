@@ -93,13 +93,13 @@ def test_stale_gap_cancels_at_previous_plus_limit_then_fresh_event_requotes():
     assert cancel.reasons == ("stale_data",)
     assert cancel.ts == WARM_TS + STALE_US  # stamped when the data went stale, not on arrival
     assert cancel.market == MKT
-    assert cancel.intent_id == "binance-futures:SOLUSDT-000000002"
+    assert cancel.intent_id == "binance-futures:SOLUSDT-0-000000002"
     assert mm.safety.stale_engagements == 1
     # the same (fresh) event lifted the guard and a new quote followed, at the event's time
     assert not mm.safety.stale and not mm.safety.blocked
     assert quote.ts == WARM_TS + 6 * S
     assert (quote.bid_px, quote.ask_px) == (D("149.95"), D("150.06"))
-    assert quote.intent_id == "binance-futures:SOLUSDT-000000003"
+    assert quote.intent_id == "binance-futures:SOLUSDT-0-000000003"
     assert mm.last_quote == quote
 
 
@@ -262,7 +262,13 @@ def limited_maker(*extra: str) -> MarketMaker:
 
 
 def quote_at_inventory(mm: MarketMaker, side: str, qty: str) -> list:
-    assert mm.book_fill(fill(WARM_TS + S // 10, "f-pos", side, "150.00", qty))
+    """Book ``qty`` in fills of at most 0.05 (one fill larger than the 0.10 hard limit is refused)."""
+    left, n = D(qty), 0
+    while left > 0:
+        part = min(left, D("0.05"))
+        n += 1
+        assert mm.book_fill(fill(WARM_TS + S // 10 + n, f"f-pos-{n}", side, "150.00", str(part)))
+        left -= part
     return mm.decide(WARM_TS + S // 5)
 
 
@@ -350,8 +356,11 @@ def test_unrealized_loss_alone_triggers_loss_limit_and_latches():
     assert mm.decide(WARM_TS + 7 * S) == []
     assert mm.safety.loss_halts == 1
     assert not mm.safety.stale and not mm.safety.operator_halted
+    # a plain resume does not lift a loss-limit halt: that takes --clear-loss-limit
+    assert mm.on_control(control(WARM_TS + 8 * S, "resume")) == []
+    assert mm.safety.loss_halted
     # only an explicit resume lifts it (PnL now positive): hedge and quote come back
-    out = mm.on_control(control(WARM_TS + 8 * S, "resume"))
+    out = mm.on_control(control(WARM_TS + 8 * S, "resume", clear_loss_limit=True))
     assert kinds(out) == [HedgeIntent, QuoteIntent]
     assert not mm.safety.loss_halted
     assert mm.on_book(tick(WARM_TS + 9 * S, "300.50", "300.51")) != []
@@ -409,7 +418,7 @@ def test_resume_while_still_below_floor_halts_again():
     mm.on_fill(LOSING_LONG)
     mm.on_book(tick(WARM_TS + S, *MARKED_DOWN))
     assert mm.safety.loss_halted
-    out = mm.on_control(control(WARM_TS + 2 * S, "resume"))
+    out = mm.on_control(control(WARM_TS + 2 * S, "resume", clear_loss_limit=True))
     assert kinds(out) == [CancelAllIntent] and out[0].reasons == ("loss_limit",)
     assert mm.safety.loss_halted and mm.safety.loss_halts == 2
 
