@@ -29,6 +29,7 @@ from mmflow.config import Settings
 from mmflow.connectors.metrics import Metrics
 from mmflow.flows.runtime import MarketRuntime
 from mmflow.models import (
+    INTERNAL_TYPES,
     BookTick,
     Control,
     DeadLetter,
@@ -37,6 +38,7 @@ from mmflow.models import (
     InputEvent,
     Intent,
     Position,
+    Timer,
     Trade,
 )
 from mmflow.outputs import Journaled, Outputs
@@ -61,7 +63,7 @@ class Chunk(list):  # type: ignore[type-arg]
 
 log = logging.getLogger("mmflow.flow")
 
-_TYPED = frozenset({BookTick, Trade, Fill, Control, Position, Incarnation})
+_TYPED = frozenset({BookTick, Trade, Fill, Control, Position, Incarnation, Timer})
 _MARKET_DATA = (BookTick, Trade)
 
 
@@ -81,8 +83,8 @@ def tune_gc() -> None:
 def validate(event: InputEvent, markets: Iterable[str]) -> str | None:
     """Checks a schema cannot express; returns the dead-letter reason or None."""
     cls = type(event)
-    if cls is Incarnation:
-        return "internal record: an incarnation is written by the flow to its journal, never read"
+    if event.type in INTERNAL_TYPES:
+        return f"internal record: a {event.type} is written by the flow to its journal, never read"
     if cls is Control and event.market == "*":
         return None
     if event.market not in markets:
@@ -251,7 +253,8 @@ class MarketLogic(StatefulBatchLogic[Chunk, Outputs, MarketRuntime]):
         last = rt.maker.safety.last_data_us if rt is not None else None
         if rt is not None and last is not None and self._wall_at_data is not None:
             elapsed = datetime.now(UTC) - self._wall_at_data
-            rt.check_stale(last + int(elapsed.total_seconds() * 1_000_000), out)
+            # Through process(): the timer is journalled, so a replay fires it at the same place.
+            rt.process(Timer(market=rt.market, ts=last + int(elapsed.total_seconds() * 1_000_000)), out)
             self.metrics.observe(rt.view(), rt.stats, 0, 0.0, out)
         return [out], StatefulBatchLogic.RETAIN
 

@@ -30,6 +30,7 @@ from mmflow.models import (
     InputEvent,
     Intent,
     Position,
+    Timer,
     Trade,
 )
 from mmflow.outputs import Journaled, Outputs
@@ -127,6 +128,8 @@ class MarketRuntime:
                 intents = maker.on_control(event)  # type: ignore[arg-type]
             elif cls is Position:
                 intents = maker.on_position(event)  # type: ignore[arg-type]
+            elif cls is Timer:
+                intents = maker.check_stale(event.ts)  # type: ignore[union-attr]
             else:
                 intents = self._restart(event)  # type: ignore[arg-type]
             # Where this input fell among the market's events: replay re-inserts it there.

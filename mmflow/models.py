@@ -206,8 +206,22 @@ class Incarnation:
     v: Literal[1] = 1
 
 
+@dataclass(slots=True, kw_only=True)
+class Timer:
+    """A live flow's wall-clock timer fired for a market at its market time ``ts`` (the stale-data
+    guard of a silent market). Journalled, so a replay makes the same timer-driven decision at the
+    same place; never read from an input topic."""
+
+    market: Name
+    ts: Micros
+    type: Literal["timer"] = "timer"
+    v: Literal[1] = 1
+
+
 MarketEvent = BookTick | Trade
-InputEvent = BookTick | Trade | Fill | Control | Position | Incarnation
+InputEvent = BookTick | Trade | Fill | Control | Position | Incarnation | Timer
+#: Records only the flow writes (to its journal): refused when they arrive on an input topic.
+INTERNAL_TYPES = frozenset({"incarnation", "timer"})
 Intent = QuoteIntent | HedgeIntent | CancelAllIntent
 
 

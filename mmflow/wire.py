@@ -32,6 +32,7 @@ from mmflow.models import (
     Intent,
     Position,
     QuoteIntent,
+    Timer,
     Trade,
 )
 
@@ -41,7 +42,7 @@ class WireError(ValueError):
 
 
 _INPUT = TypeAdapter(
-    Annotated[BookTick | Trade | Fill | Control | Position | Incarnation, Field(discriminator="type")]
+    Annotated[BookTick | Trade | Fill | Control | Position | Incarnation | Timer, Field(discriminator="type")]
 )
 _INTENT = TypeAdapter(Annotated[QuoteIntent | HedgeIntent | CancelAllIntent, Field(discriminator="type")])
 
@@ -277,6 +278,7 @@ _FIELDS: dict[str, dict[str, str]] = {
     },
     "position": {"market": _S, "ts": _I, "position": _D, "fills": _I, "source": _S},
     "incarnation": {"market": _S, "ts": _I, "incarnation": _S},
+    "timer": {"market": _S, "ts": _I},
 }
 _PY = {_D: str, _S: str, _I: int, _B: bool}
 

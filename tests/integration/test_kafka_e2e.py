@@ -45,6 +45,8 @@ def topic_sets(prefix: str) -> list[str]:
         f"kafka.intents_topic={prefix}.intents",
         f"kafka.dead_letter_topic={prefix}.dlq",
         f"kafka.control_topic={prefix}.control",
+        f"kafka.positions_topic={prefix}.positions",
+        f"kafka.venue_state_topic={prefix}.venue-state",
         f"kafka.group_id={prefix}",
     ]
 
@@ -94,6 +96,19 @@ def wait_settled(port: int, market: str, expected: Callable[[], int], timeout: f
     raise TimeoutError(f"flow did not settle: events={last}, expected {expected()}")
 
 
+def wait_stable(count: Callable[[], int], quiet: float = 4.0, timeout: float = 120.0) -> int:
+    """Until ``count()`` has not changed for ``quiet`` seconds; return it."""
+    deadline, last, since = time.monotonic() + timeout, None, time.monotonic()
+    while time.monotonic() < deadline:
+        value = count()
+        if value != last:
+            last, since = value, time.monotonic()
+        elif time.monotonic() - since > quiet:
+            return value
+        time.sleep(0.5)
+    raise TimeoutError(f"still moving: {last}")
+
+
 def test_live_loop_end_to_end_and_offline_replay(
     kafka_bootstrap, unique_topic_prefix, tmp_path, data_dir
 ) -> None:
@@ -133,10 +148,17 @@ def test_live_loop_end_to_end_and_offline_replay(
             timeout=300,
         )
         fills_topic = f"{prefix}.fills"
+        positions_topic = f"{prefix}.positions"
+        # The venue reports positions every 2 s for ever: once its fills have stopped, stop it, so
+        # the count of what the flow must consume stops moving too.
+        wait_stable(lambda: len(read_topic(settings.kafka, fills_topic, 1.0)))
+        stop(venue)
         samples = wait_settled(
             port,
             "binance-futures:BTCUSDT",
-            lambda: 87_402 + len(read_topic(settings.kafka, fills_topic, 1.0)),
+            lambda: 87_402
+            + len(read_topic(settings.kafka, fills_topic, 1.0))
+            + len(read_topic(settings.kafka, positions_topic, 1.0)),
         )
     finally:
         stop(flow)
@@ -157,7 +179,11 @@ def test_live_loop_end_to_end_and_offline_replay(
     btc = frozenset({("market", "binance-futures:BTCUSDT")})
     assert samples[("maker_inventory_base", btc)] == float(position)
     assert samples[("maker_fifo_realized_quote", btc)] == float(realized)
-    assert samples[("maker_events_total", btc)] == 87_402 + len(fills)
+    positions = [decode_input(v) for v in read_topic(settings.kafka, f"{prefix}.positions", idle_s=2.0)]
+    assert samples[("maker_events_total", btc)] == 87_402 + len(fills) + len(positions)
+    # The venue's own count agrees with the books: no reconciliation halt, the last report matches.
+    assert positions and positions[-1].position == position and positions[-1].fills == len(fills)
+    assert samples[("maker_reconcile_halt", btc)] == 0
 
     # Malformed input landed on the dead-letter topic with its bytes and reason.
     dead = read_topic(settings.kafka, f"{prefix}.dlq", idle_s=2.0)
