@@ -8,7 +8,10 @@ what is written is exactly what was decided.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -155,6 +158,28 @@ def timeline_frame(views: Iterable[MarketView]) -> pl.DataFrame:
 
 def dead_letters_frame(dead: Iterable[DeadLetter]) -> pl.DataFrame:
     return frame([dead_letter_row(d) for d in dead], DEAD_LETTER_SCHEMA)
+
+
+@contextmanager
+def staged(out_dir: Path) -> Iterator[Path]:
+    """A fresh folder beside ``out_dir`` to write a run into, moved into place only when the block
+    succeeds: a failed run leaves the earlier folder as it was, and a successful one leaves no
+    stale file of an earlier run beside its own (``--out`` is the run's, whole)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+        out_dir.rename(old / out_dir.name)
+    tmp.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_run(out_dir: Path, outputs: Outputs, summary: dict[str, Any]) -> None:

@@ -4,8 +4,8 @@ It drives the same ``PaperVenue`` as the backtest, one per market. It survives a
 losing or repeating a fill by Kafka's exactly-once loop: each batch of consumed records, the
 fills and positions they produced, the venues' state and the consumed offsets are committed in
 one transaction (``transactional.id`` = the venue's group). A restart fences the dead process,
-whose open transaction is aborted, restores the state committed with the offsets it resumes
-from, and numbers its fills in a new incarnation. Consumers of the fills topic read committed
+whose open transaction is aborted, restores the state and the input offsets committed together,
+and numbers its fills in a new incarnation. Consumers of the fills topic read committed
 records only (librdkafka's default ``isolation.level``).
 
 It publishes each market's position (its own count of its fills) after every fill and every few
@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
+import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from mmflow.config import Settings
@@ -30,6 +31,9 @@ from mmflow.wire import WireError, decode_input, decode_intent, encode
 
 log = logging.getLogger("mmflow.venue")
 
+#: The state topic's key for the consumed offsets, committed with the state and the outputs.
+_OFFSETS = "__offsets__"
+
 #: Seconds between the periodic position reports of every market (besides one after each fill).
 POSITION_INTERVAL_S = 2.0
 
@@ -40,6 +44,21 @@ class ExecutionVenue(Protocol):
     def submit(self, intent: Intent) -> bool: ...
     def on_book(self, tick: BookTick) -> list[Fill]: ...
     def on_trade(self, trade: Trade) -> list[Fill]: ...
+
+
+def _retry(call: Any, attempts: int = 20) -> None:
+    """A transactional call again while the broker says it may succeed later (a coordinator that is
+    loading after a broker restart, a timeout); anything else is raised."""
+    for attempt in range(1, attempts + 1):
+        try:
+            call()
+            return
+        except KafkaException as exc:
+            err = exc.args[0]
+            if attempt == attempts or not (isinstance(err, KafkaError) and err.retriable()):
+                raise
+            log.warning("venue: %s; retrying (%d)", err.str(), attempt)
+            time.sleep(min(2.0, 0.2 * attempt))
 
 
 class VenueService:
@@ -56,26 +75,52 @@ class VenueService:
         self.producer = Producer(conf)
         # Fences an earlier process with the same id and aborts whatever it left open.
         self.producer.init_transactions(60)
-        self.venues: dict[str, PaperVenue] = self._restore()
         self.consumer = Consumer(
             client_config(
                 cfg,
                 **{
                     "group.id": self.group,
-                    "auto.offset.reset": "earliest",
                     "enable.auto.commit": "false",
                     "isolation.level": "read_committed",
                 },
             )
         )
-        self.consumer.subscribe([cfg.market_data_topic, cfg.intents_topic])
+        self.venues: dict[str, PaperVenue] = {}
+        self.offsets: dict[str, int] = {}
+        self._resume()
         self.fills = 0
         self.rejected = 0
         self._last_report = 0.0
 
     # -- state ------------------------------------------------------------------------------------
-    def _restore(self) -> dict[str, PaperVenue]:
-        """Every market's last committed state, read from the compacted state topic to its end."""
+    def _resume(self) -> None:
+        """Every market's last committed state and the input offsets committed with it, read from
+        the compacted state topic to its end; consumption resumes exactly there.
+
+        The offsets travel in the transaction as a record of the state topic, not through the
+        consumer group (``send_offsets_to_transaction``): after a broker restart librdkafka could
+        block in that call for minutes, while a plain transactional produce recovers in seconds.
+        """
+        latest = self._read_state()
+        self.offsets = orjson.loads(latest.pop(_OFFSETS)) if _OFFSETS in latest else {}
+        self.venues = {
+            market: load_state(raw, *self._venue_args(market))
+            for market, raw in latest.items()
+            if market in self.settings.markets
+        }
+        if self.venues:
+            log.info("venue restored %d market(s): %s", len(self.venues), sorted(self.venues))
+        inputs = [self.cfg.market_data_topic, self.cfg.intents_topic]
+        create_topics(self.cfg, 1, inputs)  # an input nobody created yet must not stop the venue
+        parts = []
+        for topic in inputs:
+            meta = self.consumer.list_topics(topic, timeout=10).topics[topic]
+            for p in sorted(meta.partitions):
+                offset = self.offsets.get(f"{topic}:{p}", OFFSET_BEGINNING)
+                parts.append(TopicPartition(topic, p, offset))
+        self.consumer.assign(parts)
+
+    def _read_state(self) -> dict[str, bytes]:
         topic = self.cfg.venue_state_topic
         reader = Consumer(
             client_config(
@@ -103,13 +148,7 @@ class VenueService:
                     raise KafkaException(err)
                 latest[msg.key().decode()] = msg.value()
         reader.close()
-        venues = {}
-        for market, raw in latest.items():
-            if market in self.settings.markets:
-                venues[market] = load_state(raw, *self._venue_args(market))
-        if venues:
-            log.info("venue restored %d market(s): %s", len(venues), sorted(venues))
-        return venues
+        return latest
 
     def _venue_args(self, market: str) -> tuple:
         s = self.settings
@@ -168,6 +207,22 @@ class VenueService:
             if market is not None:
                 touched.add(market)
             fills.extend(made)
+        try:
+            self._commit(fills, touched, report, bool(msgs))
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not (isinstance(err, KafkaError) and err.txn_requires_abort()):
+                raise
+            log.warning("venue transaction aborted (%s): rewinding to the last commit", err.str())
+            self._rewind()
+            return 0
+        self.fills += len(fills)
+        if report:
+            self._last_report = time.monotonic()
+        return len(msgs)
+
+    def _commit(self, fills: list[Fill], touched: set[str], report: bool, consumed: bool) -> None:
+        """The batch's fills, positions, state and offsets, in one transaction."""
         cfg, produce = self.cfg, self.producer.produce
         self.producer.begin_transaction()
         for fill in fills:
@@ -177,16 +232,18 @@ class VenueService:
             produce(cfg.positions_topic, key=market.encode(), value=self._position(venue))
         for market in sorted(touched):
             produce(cfg.venue_state_topic, key=market.encode(), value=dump_state(self.venues[market]))
-        if msgs:
-            assignment = self.consumer.assignment()
-            self.producer.send_offsets_to_transaction(
-                self.consumer.position(assignment), self.consumer.consumer_group_metadata(), 30
-            )
-        self.producer.commit_transaction(60)
-        self.fills += len(fills)
-        if report:
-            self._last_report = time.monotonic()
-        return len(msgs)
+        if consumed:
+            for tp in self.consumer.position(self.consumer.assignment()):
+                if tp.offset >= 0:
+                    self.offsets[f"{tp.topic}:{tp.partition}"] = tp.offset
+            produce(cfg.venue_state_topic, key=_OFFSETS.encode(), value=orjson.dumps(self.offsets))
+        _retry(lambda: self.producer.commit_transaction(30))
+
+    def _rewind(self) -> None:
+        """Back to the last committed transaction: its state, and the offsets committed with it
+        (what a restart would do, without one)."""
+        _retry(lambda: self.producer.abort_transaction(30))
+        self._resume()
 
     def _error(self, msg: object) -> bool:
         err = msg.error()  # type: ignore[attr-defined]

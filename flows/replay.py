@@ -25,7 +25,7 @@ from mmflow.connectors.metrics import Metrics
 from mmflow.connectors.report import write_report
 from mmflow.connectors.sinks import ListSink
 from mmflow.connectors.sources import EventListSource
-from mmflow.connectors.tables import write_run
+from mmflow.connectors.tables import staged, write_run
 from mmflow.flows.engine import build_flow, tune_gc
 from mmflow.models import DeadLetter
 from mmflow.outputs import Journaled, Outputs
@@ -128,7 +128,8 @@ def replay(
         "markets": {s.pop("market"): s for s in (dict(x) for x in outputs.summaries)},
     }
     if out_dir is not None:
-        write_run(out_dir, outputs, summary)
-        if report:
-            write_report(out_dir)
+        with staged(Path(out_dir)) as folder:
+            write_run(folder, outputs, summary)
+            if report:
+                write_report(folder)
     return ReplayResult(summary, outputs, out_dir)

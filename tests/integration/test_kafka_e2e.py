@@ -156,9 +156,11 @@ def test_live_loop_end_to_end_and_offline_replay(
         samples = wait_settled(
             port,
             "binance-futures:BTCUSDT",
-            lambda: 87_402
-            + len(read_topic(settings.kafka, fills_topic, 1.0))
-            + len(read_topic(settings.kafka, positions_topic, 1.0)),
+            lambda: (
+                87_402
+                + len(read_topic(settings.kafka, fills_topic, 1.0))
+                + len(read_topic(settings.kafka, positions_topic, 1.0))
+            ),
         )
     finally:
         stop(flow)

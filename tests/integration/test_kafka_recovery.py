@@ -26,7 +26,16 @@ from mmflow.models import Fill
 from mmflow.wire import decode_input, encode
 from tests.conftest import BTC_QUOTES, BTC_TRADES
 from tests.integration.kafka_broker import create_topic
-from tests.integration.test_kafka_e2e import REPO, mmflow, run_ok, start, stop, topic_sets, wait_settled
+from tests.integration.test_kafka_e2e import (
+    REPO,
+    mmflow,
+    run_ok,
+    start,
+    stop,
+    topic_sets,
+    wait_settled,
+    wait_stable,
+)
 from tests.integration.test_metrics_http import free_port
 from tests.integration.test_replay import BTC_CONFIG, independent_fifo
 
@@ -208,6 +217,18 @@ def own_broker(data_dir: Path) -> dict[str, str]:
     raise AssertionError(f"could not start a dedicated broker: {last}")
 
 
+def wait_until(check, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+
+
+def last_report_us(cfg, topic: str) -> int:
+    reports = [decode_input(v) for v in read_topic(cfg, topic, 1.0)]
+    return max((r.ts for r in reports), default=0)
+
+
 def test_broker_restart_during_a_live_run_loses_nothing(tmp_path, unique_topic_prefix, data_dir) -> None:
     """A broker of our own (the shared one must not go down under other tests), restarted mid-run."""
     env = own_broker(tmp_path)
@@ -231,10 +252,21 @@ def test_broker_restart_during_a_live_run_loses_nothing(tmp_path, unique_topic_p
         time.sleep(3)
         kafka_sh("up", env=env)
         assert feed.wait(300) == 0, (tmp_path / "feed.log").read_text()[-2000:]
+        fed_at = time.time_ns() // 1000
+        # The venue is caught up once it commits again after the feed ended (its periodic position
+        # report is a transaction) and its fills stopped moving; then it is stopped, so the count of
+        # what the flow must consume stops moving too.
+        wait_stable(lambda: len(read_topic(settings.kafka, f"{prefix}.fills", 1.0)), quiet=6.0, timeout=240)
+        wait_until(lambda: last_report_us(settings.kafka, f"{prefix}.positions") > fed_at, timeout=120)
+        stop(venue)
         samples = wait_settled(
             metrics_port,
             "binance-futures:BTCUSDT",
-            lambda: 87_402 + len(read_topic(settings.kafka, f"{prefix}.fills", 1.0)),
+            lambda: (
+                87_402
+                + len(read_topic(settings.kafka, f"{prefix}.fills", 1.0))
+                + len(read_topic(settings.kafka, f"{prefix}.positions", 1.0))
+            ),
             timeout=240,
         )
         fills = [decode_input(v) for v in read_topic(settings.kafka, f"{prefix}.fills", idle_s=2.0)]
@@ -247,8 +279,9 @@ def test_broker_restart_during_a_live_run_loses_nothing(tmp_path, unique_topic_p
         kafka_sh("down", "--purge", env=env)
     btc = frozenset({("market", "binance-futures:BTCUSDT")})
     assert len(fills) > 3
-    # Every market event and every fill processed exactly once across the outage ...
-    assert samples[("maker_events_total", btc)] == 87_402 + len(fills)
+    # Every market event, fill and position report processed exactly once across the outage ...
+    reports = read_topic(settings.kafka, f"{prefix}.positions", idle_s=2.0)
+    assert samples[("maker_events_total", btc)] == 87_402 + len(fills) + len(reports)
     # ... and the books agree with the fills topic to the last decimal.
     realized, position = independent_fifo_from(fills)
     assert samples[("maker_inventory_base", btc)] == float(position)

@@ -193,3 +193,23 @@ def test_report_tolerates_missing_side_files(tmp_path: pathlib.Path, missing: st
     page = write_report(tmp_path).read_text(encoding="utf-8")
     for market in MARKETS:
         assert market in page
+
+
+def test_a_failed_run_leaves_the_earlier_folder_as_it_was(tmp_path) -> None:
+    """Outputs are written beside --out and moved into place only when every file is written: a
+    failed run used to leave intents.parquet next to stale files of an earlier run."""
+    from mmflow.connectors.tables import staged
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "summary.json").write_text("earlier")
+    (out / "stale.parquet").write_text("earlier")
+    with pytest.raises(RuntimeError), staged(out) as folder:
+        (folder / "intents.parquet").write_text("half")
+        raise RuntimeError("the writer failed")
+    assert sorted(p.name for p in out.iterdir()) == ["stale.parquet", "summary.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # nothing left beside it
+    with staged(out) as folder:
+        (folder / "summary.json").write_text("new")
+    assert [p.name for p in out.iterdir()] == ["summary.json"] and (out / "summary.json").read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
