@@ -52,6 +52,16 @@ THROUGHPUT = {
 TAILING = {**THROUGHPUT, "fetch.wait.max.ms": "100"}
 
 
+#: Set by a signal handler (``request_stop``): every partition ends its input at its next batch,
+#: so the dataflow runs to its end and stops cleanly (outputs flushed) instead of an exception
+#: crossing Bytewax's Rust frames, which it reports as a panic.
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    _STOP.set()
+
+
 class _WorkerConsumer:
     """The consumer of one worker thread, dispatching messages to its partitions' buffers."""
 
@@ -127,6 +137,8 @@ class _Partition(StatefulSourcePartition[Any, int]):
         self._on_close = on_close
 
     def next_batch(self) -> list[Any]:
+        if _STOP.is_set():
+            raise StopIteration
         if not self._buffer:
             if self._key in self._shared.eof:
                 raise StopIteration

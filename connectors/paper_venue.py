@@ -189,31 +189,32 @@ class PaperVenue:
         self.fill_seq += 1
         return make_id(f"{self.market}-F{self.incarnation}", self.fill_seq)
 
-    def _count(self, fill: Fill) -> Fill:
+    def _new_fill(
+        self, now: int, intent_id: str, side: str, px: Decimal, qty: Decimal, liquidity: str
+    ) -> Fill:
+        """A fill of ours, numbered, charged its fee and counted in the venue's position: a maker
+        fill of a resting quote, or a taker fill of a hedge IOC."""
+        maker = liquidity == "maker"
         self.fill_count += 1
-        self.position += fill.qty if fill.side == "buy" else -fill.qty
-        return fill
+        self.position += qty if side == "buy" else -qty
+        return Fill(
+            market=self.market,
+            ts=now,
+            fill_id=self._next_fill_id(),
+            intent_id=intent_id,
+            side=side,  # type: ignore[arg-type]
+            px=px,
+            qty=qty,
+            fee=product(px, qty, self.spec.maker_fee_rate if maker else self.spec.taker_fee_rate),
+            liquidity=liquidity,  # type: ignore[arg-type]
+            source="maker" if maker else "hedge",
+        )
 
     def _fill(self, order: RestingOrder, qty: Decimal, now: int, fills: list[Fill]) -> None:
         if qty <= 0:
             return
         order.remaining -= qty
-        fills.append(
-            self._count(
-                Fill(
-                    market=self.market,
-                    ts=now,
-                    fill_id=self._next_fill_id(),
-                    intent_id=order.intent_id,
-                    side=order.side,  # type: ignore[arg-type]
-                    px=order.px,
-                    qty=qty,
-                    fee=product(order.px, qty, self.spec.maker_fee_rate),
-                    liquidity="maker",
-                    source="maker",
-                )
-            )
-        )
+        fills.append(self._new_fill(now, order.intent_id, order.side, order.px, qty, "maker"))
 
     def _run_iocs(self, now: int, fills: list[Fill]) -> None:
         while self.iocs and self.iocs[0].exec_at <= now:
@@ -233,19 +234,4 @@ class PaperVenue:
             qty = self._lots(min(intent.qty, avail)) if ok else Decimal(0)
             if qty <= 0 or px is None:
                 continue
-            fills.append(
-                self._count(
-                    Fill(
-                        market=self.market,
-                        ts=now,
-                        fill_id=self._next_fill_id(),
-                        intent_id=intent.intent_id,
-                        side=intent.side,
-                        px=px,
-                        qty=qty,
-                        fee=product(px, qty, self.spec.taker_fee_rate),
-                        liquidity="taker",
-                        source="hedge",
-                    )
-                )
-            )
+            fills.append(self._new_fill(now, intent.intent_id, intent.side, px, qty, "taker"))

@@ -26,7 +26,7 @@ from mmflow.connectors.kafka_io import client_config, create_topics, redacted
 from mmflow.connectors.paper_venue import PaperVenue
 from mmflow.connectors.venue_state import dump_state, load_state
 from mmflow.ids import incarnation_of
-from mmflow.models import BookTick, Fill, Intent, Position, Trade
+from mmflow.models import ID_MAX, BookTick, Fill, Intent, Position, Trade
 from mmflow.wire import WireError, decode_input, decode_intent, encode
 
 log = logging.getLogger("mmflow.venue")
@@ -189,7 +189,7 @@ class VenueService:
                 ts=time.time_ns() // 1000,
                 position=venue.position,
                 fills=venue.fill_count,
-                source=self.group,
+                source=self.group[:ID_MAX],
             )
         )
 

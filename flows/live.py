@@ -37,7 +37,7 @@ from mmflow.connectors.kafka_io import (
     journal_message,
     summary_message,
 )
-from mmflow.connectors.kafka_source import RawKafkaSource
+from mmflow.connectors.kafka_source import RawKafkaSource, request_stop
 from mmflow.connectors.metrics import get_metrics
 from mmflow.flows.engine import FlowStreams, build_flow, tune_gc
 from mmflow.ids import incarnation_of
@@ -96,13 +96,27 @@ def build(tail: bool = True) -> Dataflow:
 
 
 def stop_on_sigterm() -> None:
-    """SIGTERM stops the flow as Ctrl-C does: Bytewax turns a pending KeyboardInterrupt into a
-    clean stop between steps."""
+    """SIGTERM stops a plain process as Ctrl-C does (a KeyboardInterrupt)."""
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+
+
+def stop_the_flow_on_signals() -> None:
+    """SIGINT or SIGTERM end the flow's input at the next batch: it runs to its end and stops
+    cleanly. (An exception raised from the handler would land inside a step and cross Bytewax's
+    Rust frames: a panic and a traceback.) A second signal stops it at once."""
+
+    def stop(signum: int, frame: object) -> None:
+        log.info("stopping (signal %d): the input ends at the next batch", signum)
+        request_stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--until-end", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    stop_on_sigterm()
+    stop_the_flow_on_signals()
     recovery = (
         RecoveryConfig(args.recovery_dir, timedelta(seconds=args.backup_interval))
         if args.recovery_dir

@@ -188,7 +188,7 @@ class Position:
     ts: Micros
     position: FiniteDecimal
     fills: Annotated[int, Field(ge=0)]
-    source: Annotated[str, Field(max_length=NAME_MAX)] = ""
+    source: Annotated[str, Field(max_length=ID_MAX)] = ""
     type: Literal["position"] = "position"
     v: Literal[1] = 1
 

@@ -63,6 +63,7 @@ class MarketMaker:
         self.trend = TrendFilter(cfg.trend)
         self.hedger = Hedger(cfg.hedger, spec)
         self.fill_ids = HighWater(window=cfg.safety.dedup_window)
+        self.fills_received = 0  # distinct fills received, booked or refused (reconciliation)
         self.safety = SafetyGuards(cfg.safety)
         self.reconciler = Reconciler(
             cfg.safety.reconcile_enabled, cfg.safety.reconcile_grace_s, spec.lot_size
@@ -182,7 +183,9 @@ class MarketMaker:
     def on_position(self, pos: Position) -> list[Intent]:
         """The venue's own count of the position: a mismatch that outlives the in-flight window
         halts the market (cancel all) until an operator resumes it."""
-        if not self.reconciler.report(pos.position, self.fifo.position, pos.ts):
+        if not self.reconciler.report(
+            pos.position, pos.fills, self.fifo.position, self.fills_received, pos.ts
+        ):
             return []
         if not self.safety.reconcile_halt():
             return []
@@ -212,11 +215,16 @@ class MarketMaker:
         return None
 
     def book(self, fill: Fill) -> str | None:
-        """Account for a fill once; return why it was refused, or None when booked."""
+        """Account for a fill once; return why it was refused, or None when booked. A fill refused
+        for anything but being a duplicate still counts as received (reconciliation)."""
         refused = self.fill_refusal(fill)
         if refused is not None:
+            if fill.fill_id not in self.fill_ids:
+                self.fill_ids.seen(fill.fill_id)
+                self.fills_received += 1
             return refused
         self.fill_ids.seen(fill.fill_id)
+        self.fills_received += 1
         self.fifo.apply(fill.side, fill.px, fill.qty, fill.fee)
         # The venue consumed (part of) a resting order: the next decision must re-send the quote.
         self.last_quote = None

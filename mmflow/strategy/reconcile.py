@@ -1,8 +1,10 @@
 """Reconciliation: the flow's FIFO inventory against the position the venue says it holds.
 
-A difference is normal for a moment (a fill the venue counted that the flow has not consumed
-yet). One above a lot that is still there ``grace`` later is not in flight: the books and the
-venue disagree, and the market must stop until a person looks.
+The venue's report says how many fills it made; the flow compares positions only when it has
+received exactly as many (booked, or refused as impossible), so a fill in flight, or a backlog the
+flow reads after a restart (reports and fills come on different topics, in any order), is never
+mistaken for a mismatch. A difference above a lot on two such reports at least ``grace`` apart is
+real: the books and the venue disagree, and the market must stop until a person looks.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ class Reconciler:
             return Decimal(0)
         return self.venue - self.books
 
-    def report(self, venue: Decimal, books: Decimal, ts_us: int) -> bool:
+    def report(self, venue: Decimal, venue_fills: int, books: Decimal, received: int, ts_us: int) -> bool:
         """Note a venue report; True when a mismatch has outlived the grace (halt now)."""
+        if received != venue_fills:
+            return False  # fills in flight one way or the other: nothing to compare yet
         self.venue, self.books = venue, books
         if not self.enabled or abs(venue - books) <= self.tolerance:
             self.since_us = None

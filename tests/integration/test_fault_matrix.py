@@ -256,7 +256,8 @@ def test_a_divergence_on_the_positions_topic_halts_until_resumed(
         producer = Producer({"bootstrap.servers": kafka_bootstrap})
         now = time.time_ns() // 1000
         for k in range(3):  # three reports 2 s apart: the mismatch outlives the 3 s window
-            report = Position(market=BTC, ts=now + k * 2_000_000, position=Decimal("0.043"), fills=3)
+            # The same (zero) fills as the books, yet 0.043: a position the books know nothing of.
+            report = Position(market=BTC, ts=now + k * 2_000_000, position=Decimal("0.043"), fills=0)
             producer.produce(f"{prefix}.positions", key=BTC.encode(), value=encode(report))
         producer.flush(10)
         gauge = ("maker_reconcile_halt", frozenset({("market", BTC)}))

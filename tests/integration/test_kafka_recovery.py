@@ -270,6 +270,7 @@ def test_broker_restart_during_a_live_run_loses_nothing(tmp_path, unique_topic_p
             timeout=240,
         )
         fills = [decode_input(v) for v in read_topic(settings.kafka, f"{prefix}.fills", idle_s=2.0)]
+        reports = read_topic(settings.kafka, f"{prefix}.positions", idle_s=2.0)
         # The feed's retries across the outage wrote nothing twice (its producer is idempotent).
         assert len(read_topic(settings.kafka, f"{prefix}.md", idle_s=2.0)) == 87_402
     finally:
@@ -280,7 +281,6 @@ def test_broker_restart_during_a_live_run_loses_nothing(tmp_path, unique_topic_p
     btc = frozenset({("market", "binance-futures:BTCUSDT")})
     assert len(fills) > 3
     # Every market event, fill and position report processed exactly once across the outage ...
-    reports = read_topic(settings.kafka, f"{prefix}.positions", idle_s=2.0)
     assert samples[("maker_events_total", btc)] == 87_402 + len(fills) + len(reports)
     # ... and the books agree with the fills topic to the last decimal.
     realized, position = independent_fifo_from(fills)
