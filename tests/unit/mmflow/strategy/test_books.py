@@ -170,3 +170,18 @@ def test_a_record_from_the_future_is_refused_without_moving_the_clock() -> None:
     old = tick(T0)  # recorded data, long before the wall clock, passes
     (out,) = decode([encode(old)])
     assert out.dead == []
+
+
+def test_every_control_command_is_counted() -> None:
+    rt = MarketRuntime(SOL, settings(), paper=False)
+    out = Outputs()
+    for i in range(6):
+        rt.process(tick(T0 + i * S), out)
+    rt.process(control(WARM_TS + S, "halt", "c1"), out)
+    rt.process(control(WARM_TS + 2 * S, "resume", "c2"), out)
+    rt.process(control(WARM_TS + 3 * S, "resume", "c3", clear_loss_limit=True), out)
+    metrics = Metrics()
+    metrics.observe(rt.view(), rt.stats, 9, 0.0, out)
+    count = metrics.registry.get_sample_value
+    assert count("maker_control_commands_total", {"market": SOL, "action": "halt"}) == 1
+    assert count("maker_control_commands_total", {"market": SOL, "action": "resume"}) == 2
