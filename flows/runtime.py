@@ -60,7 +60,7 @@ class MarketRuntime:
 
     def reject_reason(self, event: InputEvent) -> str | None:
         """Why market data must not touch this market's state, or None. Checked before any
-        change; a fill's duplicate check is the maker's (``MarketMaker.book_fill``)."""
+        change; a fill is checked by the maker (``MarketMaker.book``)."""
         cls = type(event)
         if cls is BookTick or cls is Trade:
             last = self._last_market_us
