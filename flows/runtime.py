@@ -95,7 +95,8 @@ class MarketRuntime:
         if cls is BookTick or cls is Trade:
             now = self._last_market_us = event.ts_recv
             stats.advance(now)
-            if venue is not None:
+            last = maker.safety.last_data_us
+            if venue is not None and last is not None and now - last > maker.safety.stale_after_us:
                 # A gap in the data pulls the quotes first: the venue gets the cancel (stamped when
                 # the data went stale) before it matches the event that ends the gap, as it would
                 # have from the live timer; within the cancel latency they can still fill.

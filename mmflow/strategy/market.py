@@ -249,8 +249,13 @@ class MarketMaker:
 
     # -- internals ------------------------------------------------------------------------------
     def _arrival(self, now: int, ts_exchange: int) -> list[Intent]:
-        if self.safety.fresh(now, ts_exchange):
-            return []  # the common case: fresh data, nothing to latch or lift
+        safety = self.safety
+        last, limit = safety.last_data_us, safety.stale_after_us
+        if last is not None and not safety.stale and now - last <= limit and now - ts_exchange <= limit:
+            # SafetyGuards.fresh, inlined: the common case (fresh data, nothing to latch or lift)
+            # on the hot path, where a call per event costs a tenth of the budget.
+            safety.last_data_us = now
+            return []
         out = self.check_stale(now)
         change = self.safety.data_arrived(now, ts_exchange)
         if change is False:

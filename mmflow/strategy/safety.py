@@ -47,15 +47,6 @@ class SafetyGuards:
         """No quoting and no hedging while any of these holds."""
         return self.stale or self.operator_halted or self.loss_halted or self.reconcile_halted
 
-    def fresh(self, now_us: int, ts_exchange: int) -> bool:
-        """The hot path: True (and the arrival noted) when data keeps arriving fresh and nothing
-        is latched, so there is nothing to fire or lift."""
-        last, limit = self.last_data_us, self.stale_after_us
-        if last is None or self.stale or now_us - last > limit or now_us - ts_exchange > limit:
-            return False
-        self.last_data_us = now_us
-        return True
-
     def silence_budget_us(self) -> int | None:
         """How long after the last data the guard fires if nothing else arrives; None when it
         cannot fire (disabled, already latched, no data yet). The live wall-clock timer uses it."""
