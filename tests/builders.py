@@ -39,15 +39,17 @@ def tick(
     ts_exchange: int | None = None,
     market: str = SOL,
     qty: str = "10",
+    bid_qty: str | None = None,
+    ask_qty: str | None = None,
 ) -> BookTick:
     return BookTick(
         market=market,
         ts_exchange=ts if ts_exchange is None else ts_exchange,
         ts_recv=ts,
         bid_px=D(bid),
-        bid_qty=D(qty),
+        bid_qty=D(bid_qty or qty),
         ask_px=D(ask),
-        ask_qty=D(qty),
+        ask_qty=D(ask_qty or qty),
     )
 
 

@@ -9,6 +9,7 @@ import pytest
 from mmflow.config import VenueConfig, load_settings
 from mmflow.connectors.paper_venue import PaperVenue
 from mmflow.models import BookTick, CancelAllIntent, Fill, HedgeIntent, QuoteIntent, Trade
+from tests import builders
 
 D = Decimal
 MKT = "binance-futures:SOLUSDT"
@@ -77,19 +78,11 @@ _tid = 0
 def trade(ts: int, side: str, px: str, qty: str) -> Trade:
     global _tid
     _tid += 1
-    return Trade(market=MKT, ts_exchange=ts, ts_recv=ts, trade_id=f"T{_tid}", side=side, px=D(px), qty=D(qty))  # type: ignore[arg-type]
+    return builders.trade(ts, f"T{_tid}", side, px, qty, market=MKT)
 
 
 def book(ts: int, bid: str, bid_qty: str, ask: str, ask_qty: str) -> BookTick:
-    return BookTick(
-        market=MKT,
-        ts_exchange=ts,
-        ts_recv=ts,
-        bid_px=D(bid),
-        bid_qty=D(bid_qty),
-        ask_px=D(ask),
-        ask_qty=D(ask_qty),
-    )
+    return builders.tick(ts, bid, ask, market=MKT, bid_qty=bid_qty, ask_qty=ask_qty)
 
 
 # -- liveness -----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from mmflow.connectors.metrics import Metrics
 from mmflow.flows.engine import make_decoder
 from mmflow.models import BookTick, CancelAllIntent, DeadLetter, Fill, HedgeIntent, QuoteIntent, Trade
 from mmflow.wire import WireError, decode_input, decode_intent, encode
+from tests.builders import tick, trade
 from tests.conftest import json_values
 
 D = Decimal
@@ -444,21 +445,11 @@ def test_truncated_or_corrupted_bytes(doc: dict[str, Any], data: st.DataObject) 
 
 
 def _book(market: str, ts: int, bid: str = "77.30", ask: str = "77.31") -> BookTick:
-    return BookTick(
-        market=market,
-        ts_exchange=ts,
-        ts_recv=ts,
-        bid_px=D(bid),
-        bid_qty=D("1"),
-        ask_px=D(ask),
-        ask_qty=D("2"),
-    )
+    return tick(ts, bid, ask, market=market, bid_qty="1", ask_qty="2")
 
 
 def _trade(market: str, ts: int, px: str = "77.30") -> Trade:
-    return Trade(
-        market=market, ts_exchange=ts, ts_recv=ts, trade_id=f"t{ts}", side="sell", px=D(px), qty=D("0.5")
-    )
+    return trade(ts, f"t{ts}", "sell", px, "0.5", market=market)
 
 
 def dead_count(metrics: Metrics, source: str, reason: str) -> float:
