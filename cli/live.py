@@ -17,7 +17,7 @@ from typing import Any
 from mmflow.cli.args import common
 from mmflow.config import Settings, load_settings
 from mmflow.connectors.files import load_inputs
-from mmflow.connectors.kafka_io import broker_problem, create_topics, producer, publish_event
+from mmflow.connectors.kafka_io import DeliveryErrors, broker_problem, create_topics, producer, publish_event
 from mmflow.connectors.metrics import get_metrics
 from mmflow.connectors.recorder import record
 from mmflow.connectors.venue_service import VenueService
@@ -54,12 +54,7 @@ def cmd_feed(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    failed: list[int] = [0]
-
-    def delivered(err: Any, msg: Any) -> None:
-        if err is not None:
-            failed[0] += 1
-
+    failed = DeliveryErrors()
     prod = producer(settings.kafka, **{"message.timeout.ms": str(int(args.timeout * 1000))})
     topic = settings.kafka.market_data_topic
     start_wall = time.monotonic()
@@ -71,12 +66,12 @@ def cmd_feed(args: argparse.Namespace) -> int:
             delay = due - (time.monotonic() - start_wall)
             if delay > 0:
                 time.sleep(delay)
-        publish_event(prod, topic, event, on_delivery=delivered)
+        publish_event(prod, topic, event, on_delivery=failed)
         if n % 10_000 == 0:
             prod.poll(0)
     left = prod.flush(args.timeout + 5)
     wall = time.monotonic() - start_wall
-    lost = failed[0] + left
+    lost = len(failed) + left
     if lost:
         print(f"feed: {lost:,} of {len(market_data):,} events not delivered to {topic}", file=sys.stderr)
         return 1
@@ -172,14 +167,9 @@ def cmd_control(args: argparse.Namespace) -> int:
         reason=args.reason,
         clear_loss_limit=args.clear_loss_limit,
     )
-    errors: list[str] = []
-
-    def delivered(err: Any, msg: Any) -> None:
-        if err is not None:
-            errors.append(err.str())
-
+    errors = DeliveryErrors()
     prod = producer(settings.kafka, **{"message.timeout.ms": str(int(args.timeout * 1000))})
-    prod.produce(settings.kafka.control_topic, key=market.encode(), value=encode(cmd), on_delivery=delivered)
+    prod.produce(settings.kafka.control_topic, key=market.encode(), value=encode(cmd), on_delivery=errors)
     left = prod.flush(args.timeout + 5)
     if left or errors:
         why = errors[0] if errors else "no answer from the broker"

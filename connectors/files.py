@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 import polars as pl
 
-from mmflow.models import SCHEMA_VERSION, BookTick, Control, DeadLetter, InputEvent, Trade
+from mmflow.models import SCHEMA_VERSION, Control, DeadLetter, InputEvent, arrival_time
 from mmflow.wire import WireError, decode_object, inconsistency
 
 TARDIS_QUOTES = {
@@ -87,20 +87,23 @@ def _csv_rows(path: Path, dead: list[DeadLetter]) -> tuple[list[str], Iterator[t
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError as err:
-                dead.append(_dead_line(path, line, f"not UTF-8 text at byte {err.start}", n))
+                dead.append(_dead_row(path, line, f"not UTF-8 text at byte {err.start}", n))
                 continue
             fields = next(csv.reader([text]))
             if len(fields) != len(header):
                 reason = f"ragged row: {len(fields)} fields, the header has {len(header)}"
-                dead.append(_dead_line(path, line, reason, n))
+                dead.append(_dead_row(path, line, reason, n))
                 continue
             yield n, fields
 
     return header, rows()
 
 
-def _dead_line(path: Path, line: bytes, reason: str, row: int) -> DeadLetter:
-    return DeadLetter(source=path.name, reason=f"{reason} (row {row})", raw=line, extra={"row": str(row)})
+def _dead_row(path: Path, raw: bytes, reason: str, row: int, market: str | None = None) -> DeadLetter:
+    """A refused row of a file: its reason ends with the row number, which ``extra`` keeps too."""
+    return DeadLetter(
+        source=path.name, reason=f"{reason} (row {row})", raw=raw, market=market, extra={"row": str(row)}
+    )
 
 
 def _text(value: Any) -> Any:
@@ -209,17 +212,8 @@ def read_events(
         except WireError as err:
             problem = str(err)
         if problem is not None:
-            raw = orjson.dumps(row, default=str)
             market = row.get("market") if isinstance(row.get("market"), str) else None
-            dead.append(
-                DeadLetter(
-                    source=path.name,
-                    reason=f"{problem} (row {n})",
-                    raw=raw,
-                    market=market,
-                    extra={"row": str(n)},
-                )
-            )
+            dead.append(_dead_row(path, orjson.dumps(row, default=str), problem, n, market))
             continue
         if (
             known is not None
@@ -265,9 +259,8 @@ def load_inputs(
 # -- ordering ---------------------------------------------------------------------------------------
 
 
-def arrival_key(event: InputEvent) -> int:
-    """The flow's clock: receive time for market data, the record's own time otherwise."""
-    return event.ts_recv if type(event) in (BookTick, Trade) else event.ts  # type: ignore[union-attr]
+#: The ordering key of ``merge_arrival``: the flow's clock (``mmflow.models.arrival_time``).
+arrival_key = arrival_time
 
 
 def merge_arrival(streams: Sequence[Sequence[InputEvent]]) -> list[InputEvent]:

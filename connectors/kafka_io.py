@@ -184,6 +184,15 @@ def flow_sink(cfg: KafkaConfig, confirm: bool = True) -> FlowSink:
     return FlowSink(cfg, confirm)
 
 
+class DeliveryErrors(list[str]):
+    """An ``on_delivery`` callback keeping why each message the broker did not take was lost (a
+    refused write, a timeout): a command can then say so instead of claiming it sent."""
+
+    def __call__(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            self.append(err.str())
+
+
 def publish_event(prod: Producer, topic: str, event: Any, on_delivery: Any = None) -> None:
     """Publish one event keyed by its market, waiting for room when the local queue is full."""
     while True:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 import polars as pl
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from mmflow.config import KafkaConfig
 from mmflow.connectors.files import events_frame
@@ -22,8 +22,13 @@ from mmflow.connectors.tables import intents_frame
 from mmflow.wire import WireError, decode_input, decode_intent
 
 
-def read_topic(cfg: KafkaConfig, topic: str, idle_s: float = 3.0) -> list[bytes]:
-    """Every value of ``topic``, partition by partition, from the beginning."""
+def read_records(
+    cfg: KafkaConfig, topic: str, idle_s: float | None = 3.0
+) -> list[tuple[bytes | None, bytes]]:
+    """Every (key, value) of ``topic``, partition by partition, from the beginning to its end,
+    committed records only. With ``idle_s`` it also stops once the topic has been idle that long
+    (a recording); without, it reads to the end of every partition and raises on any error (a
+    state that must be read whole)."""
     consumer = Consumer(
         client_config(
             cfg,
@@ -31,6 +36,7 @@ def read_topic(cfg: KafkaConfig, topic: str, idle_s: float = 3.0) -> list[bytes]
                 "group.id": f"{cfg.group_id}-recorder",
                 "enable.auto.commit": "false",
                 "enable.partition.eof": "true",
+                "isolation.level": "read_committed",
             },
         )
     )
@@ -38,21 +44,29 @@ def read_topic(cfg: KafkaConfig, topic: str, idle_s: float = 3.0) -> list[bytes]
     if meta is None or meta.error is not None:
         consumer.close()
         return []
-    values: dict[int, list[bytes]] = {p: [] for p in meta.partitions}
+    records: dict[int, list[tuple[bytes | None, bytes]]] = {p: [] for p in meta.partitions}
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
     done: set[int] = set()
     last = time.monotonic()
-    while len(done) < len(values) and time.monotonic() - last < idle_s:
+    while len(done) < len(records) and (idle_s is None or time.monotonic() - last < idle_s):
         for msg in consumer.consume(1000, 0.2):
             if msg.error():
-                if msg.error().code() == -191:  # partition EOF
+                if msg.error().code() == KafkaError._PARTITION_EOF:
                     done.add(msg.partition())
+                elif idle_s is None:
+                    consumer.close()
+                    raise KafkaException(msg.error())
                 continue
-            values[msg.partition()].append(msg.value())
+            records[msg.partition()].append((msg.key(), msg.value()))
             done.discard(msg.partition())
             last = time.monotonic()
     consumer.close()
-    return [v for p in sorted(values) for v in values[p]]
+    return [r for p in sorted(records) for r in records[p]]
+
+
+def read_topic(cfg: KafkaConfig, topic: str, idle_s: float = 3.0) -> list[bytes]:
+    """Every value of ``topic``, partition by partition, from the beginning."""
+    return [value for _, value in read_records(cfg, topic, idle_s)]
 
 
 def _journal_frame(values: list[bytes]) -> pl.DataFrame:

@@ -24,6 +24,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from mmflow.config import Settings
 from mmflow.connectors.kafka_io import client_config, create_topics, redacted
 from mmflow.connectors.paper_venue import PaperVenue
+from mmflow.connectors.recorder import read_records
 from mmflow.connectors.venue_state import dump_state, load_state
 from mmflow.ids import incarnation_of
 from mmflow.models import ID_MAX, BookTick, Fill, Intent, Position, Trade
@@ -121,34 +122,9 @@ class VenueService:
         self.consumer.assign(parts)
 
     def _read_state(self) -> dict[str, bytes]:
-        topic = self.cfg.venue_state_topic
-        reader = Consumer(
-            client_config(
-                self.cfg,
-                **{
-                    "group.id": f"{self.group}-restore",
-                    "enable.auto.commit": "false",
-                    "enable.partition.eof": "true",
-                    "isolation.level": "read_committed",
-                },
-            )
-        )
-        meta = reader.list_topics(topic, timeout=10).topics[topic]
-        parts = sorted(meta.partitions)
-        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        latest: dict[str, bytes] = {}
-        done: set[int] = set()
-        while len(done) < len(parts):
-            for msg in reader.consume(1000, 1.0):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        done.add(msg.partition())
-                        continue
-                    raise KafkaException(err)
-                latest[msg.key().decode()] = msg.value()
-        reader.close()
-        return latest
+        """The latest committed record per key of the state topic (it is compacted)."""
+        records = read_records(self.cfg, self.cfg.venue_state_topic, idle_s=None)
+        return {key.decode(): value for key, value in records if key is not None}
 
     def _venue_args(self, market: str) -> tuple:
         s = self.settings

@@ -40,6 +40,7 @@ from mmflow.models import (
     Position,
     Timer,
     Trade,
+    arrival_time,
 )
 from mmflow.outputs import Journaled, Outputs
 from mmflow.view import MarketView
@@ -64,7 +65,6 @@ class Chunk(list):  # type: ignore[type-arg]
 log = logging.getLogger("mmflow.flow")
 
 _TYPED = frozenset({BookTick, Trade, Fill, Control, Position, Incarnation, Timer})
-_MARKET_DATA = (BookTick, Trade)
 
 
 def tune_gc() -> None:
@@ -92,16 +92,11 @@ def validate(event: InputEvent, markets: Iterable[str]) -> str | None:
     return inconsistency(event)
 
 
-def arrival_ts(event: InputEvent) -> int:
-    """When an event reached the flow: receive time for market data, its own stamp otherwise."""
-    return event.ts_recv if type(event) in _MARKET_DATA else event.ts  # type: ignore[union-attr]
-
-
 def from_the_future(event: InputEvent, latest_us: int) -> str | None:
     """A record stamped after ``latest_us`` (the wall clock plus a tolerance) cannot have been
     received yet: refused before it can move its market's clock and freeze it (every valid tick
     after it would look out of order). Recorded data, years behind the wall clock, passes."""
-    ts = arrival_ts(event)
+    ts = arrival_time(event)
     if ts <= latest_us:
         return None
     return (
@@ -265,7 +260,7 @@ class MarketLogic(StatefulBatchLogic[Chunk, Outputs, MarketRuntime]):
         out = Outputs()
         if self.incarnation is not None:  # a live process takes the market over (once)
             first = values[0][0]
-            at = runtime.stats.last_us if runtime.stats.first_us is not None else arrival_ts(first)
+            at = runtime.stats.last_us if runtime.stats.first_us is not None else arrival_time(first)
             runtime.take_over(self.incarnation, at, out)
         process = runtime.process
         start = time.perf_counter()

@@ -220,6 +220,14 @@ class Timer:
 
 MarketEvent = BookTick | Trade
 InputEvent = BookTick | Trade | Fill | Control | Position | Incarnation | Timer
+
+
+def arrival_time(event: InputEvent) -> int:
+    """When an event reached the flow, its clock: receive time for market data, the record's own
+    time otherwise. The ordering rule of replays and the future-stamp check both use it."""
+    return event.ts_recv if type(event) is BookTick or type(event) is Trade else event.ts  # type: ignore[union-attr]
+
+
 #: Records only the flow writes (to its journal): refused when they arrive on an input topic.
 INTERNAL_TYPES = frozenset({"incarnation", "timer"})
 Intent = QuoteIntent | HedgeIntent | CancelAllIntent
