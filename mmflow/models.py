@@ -46,6 +46,10 @@ FiniteDecimal = Annotated[
     Decimal,
     Field(gt=-VALUE_LIMIT, lt=VALUE_LIMIT, allow_inf_nan=False, max_digits=38, decimal_places=DECIMAL_PLACES),
 ]
+NonNegativeDecimal = Annotated[
+    Decimal,
+    Field(ge=0, lt=VALUE_LIMIT, allow_inf_nan=False, max_digits=38, decimal_places=DECIMAL_PLACES),
+]
 Micros = Annotated[int, Field(ge=0, lt=TS_LIMIT)]
 Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX)]
 Id = Annotated[str, Field(min_length=1, max_length=ID_MAX)]
@@ -82,6 +86,25 @@ class Trade:
     v: Literal[1] = 1
 
 
+Level = tuple[PositiveDecimal, NonNegativeDecimal]
+
+
+@dataclass(slots=True, kw_only=True)
+class Depth:
+    """A change of the order book beyond the touch: levels as (price, size); size 0 removes the
+    level. ``snapshot`` replaces the whole book. Only the paper venue's queue model reads it;
+    the strategy quotes off ``BookTick``."""
+
+    market: Name
+    ts_exchange: Micros
+    ts_recv: Micros
+    bids: tuple[Level, ...] = ()
+    asks: tuple[Level, ...] = ()
+    snapshot: bool = False
+    type: Literal["depth"] = "depth"
+    v: Literal[1] = 1
+
+
 @dataclass(slots=True, kw_only=True)
 class Fill:
     """One of our own executions. ``fee`` is in quote currency; negative is a rebate."""
@@ -96,6 +119,10 @@ class Fill:
     fee: FiniteDecimal
     liquidity: Literal["maker", "taker"]
     source: Literal["maker", "hedge"]
+    #: What filled it, when the venue knows (the paper venue does; an exchange does not say):
+    #: ``trade_through`` (a print beyond our price), ``trade_at_price`` (a print at it), ``touch``
+    #: (the opposite best price crossed us), ``ioc`` (a hedge taking the touch), or "".
+    cause: Literal["", "trade_through", "trade_at_price", "touch", "ioc"] = ""
     type: Literal["fill"] = "fill"
     v: Literal[1] = 1
 
@@ -193,6 +220,33 @@ class Position:
     v: Literal[1] = 1
 
 
+OrderStatus = Literal["accepted", "rejected", "cancelled", "expired", "partially_filled", "filled"]
+#: Statuses after which an order is gone: nothing more can fill it.
+TERMINAL_STATUSES = frozenset({"rejected", "cancelled", "expired", "filled"})
+
+
+@dataclass(slots=True, kw_only=True)
+class OrderUpdate:
+    """One step of an order's life, as the execution side reports it (the paper venue, and an
+    exchange connector in the same terms). An order is one side of a quote intent or one hedge:
+    it is named by its intent id and side. ``filled_qty`` is cumulative; ``reason`` says why an
+    order was rejected or expired (``post_only_would_cross`` is Binance's -5022)."""
+
+    market: Name
+    ts: Micros
+    intent_id: Id
+    side: Side
+    kind: Literal["quote", "hedge"]
+    status: OrderStatus
+    px: PositiveDecimal
+    qty: PositiveDecimal
+    filled_qty: NonNegativeDecimal = Decimal(0)
+    reason: Annotated[str, Field(max_length=256)] = ""
+    source: Annotated[str, Field(max_length=ID_MAX)] = ""
+    type: Literal["order"] = "order"
+    v: Literal[1] = 1
+
+
 @dataclass(slots=True, kw_only=True)
 class Incarnation:
     """A process took a market over: the flow's journal marks where, so a replay of the session
@@ -218,14 +272,15 @@ class Timer:
     v: Literal[1] = 1
 
 
-MarketEvent = BookTick | Trade
-InputEvent = BookTick | Trade | Fill | Control | Position | Incarnation | Timer
+MarketEvent = BookTick | Trade | Depth
+InputEvent = BookTick | Trade | Depth | Fill | OrderUpdate | Control | Position | Incarnation | Timer
 
 
 def arrival_time(event: InputEvent) -> int:
     """When an event reached the flow, its clock: receive time for market data, the record's own
     time otherwise. The ordering rule of replays and the future-stamp check both use it."""
-    return event.ts_recv if type(event) is BookTick or type(event) is Trade else event.ts  # type: ignore[union-attr]
+    cls = type(event)
+    return event.ts_recv if cls is BookTick or cls is Trade or cls is Depth else event.ts  # type: ignore[union-attr]
 
 
 #: Records only the flow writes (to its journal): refused when they arrive on an input topic.

@@ -25,11 +25,13 @@ from mmflow.models import (
     BookTick,
     CancelAllIntent,
     Control,
+    Depth,
     Fill,
     HedgeIntent,
     Incarnation,
     InputEvent,
     Intent,
+    OrderUpdate,
     Position,
     QuoteIntent,
     Timer,
@@ -42,7 +44,10 @@ class WireError(ValueError):
 
 
 _INPUT = TypeAdapter(
-    Annotated[BookTick | Trade | Fill | Control | Position | Incarnation | Timer, Field(discriminator="type")]
+    Annotated[
+        BookTick | Trade | Depth | Fill | OrderUpdate | Control | Position | Incarnation | Timer,
+        Field(discriminator="type"),
+    ]
 )
 _INTENT = TypeAdapter(Annotated[QuoteIntent | HedgeIntent | CancelAllIntent, Field(discriminator="type")])
 
@@ -266,6 +271,20 @@ _FIELDS: dict[str, dict[str, str]] = {
         "qty": _D,
         "fee": _D,
         "liquidity": _S,
+        "source": _S,
+        "cause": _S,
+    },
+    "order": {
+        "market": _S,
+        "ts": _I,
+        "intent_id": _S,
+        "side": _S,
+        "kind": _S,
+        "status": _S,
+        "px": _D,
+        "qty": _D,
+        "filled_qty": _D,
+        "reason": _S,
         "source": _S,
     },
     "control": {
