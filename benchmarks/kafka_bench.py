@@ -155,7 +155,7 @@ def flow_throughput(settings: Settings, total: int) -> tuple[float, float]:
     cfg = settings.kafka
     source = Timed(cfg, [cfg.market_data_topic, cfg.fills_topic, cfg.control_topic], tail=False)
     flow = Dataflow("mmflow-bench")
-    route(build_flow(flow, source, settings, Metrics(), paper=False), cfg, confirm=False)
+    route(build_flow(flow, source, settings, Metrics(), venue=None), cfg, confirm=False)
     tune_gc()  # as flows.live does in a real run
     start = time.perf_counter()
     run_main(flow)

@@ -91,7 +91,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         events,
         settings,
         Path(args.out),
-        paper=not args.fills,
+        venue=None if args.fills else "paper",
         progress=not args.quiet,
         metrics=metrics,
         report=not args.no_report,

@@ -67,6 +67,7 @@ def all_topics(cfg: KafkaConfig) -> list[str]:
         cfg.dead_letter_topic,
         cfg.control_topic,
         cfg.positions_topic,
+        cfg.orders_topic,
         journal_topic(cfg),
     ]
 

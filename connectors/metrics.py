@@ -88,6 +88,27 @@ class Metrics:
             m,
             registry=r,
         )
+        self.open_orders = Gauge(
+            "maker_open_orders", "Quote orders out (resting, in flight or being cancelled)", m, registry=r
+        )
+        self.hedge_in_flight = Gauge(
+            "maker_hedge_in_flight_base",
+            "Signed size of the hedges sent and not yet ended (base)",
+            m,
+            registry=r,
+        )
+        self.post_only_rejects = Counter(
+            "maker_post_only_rejects",
+            "Quotes the venue rejected for crossing the book on arrival (Binance -5022); each is re-quoted",
+            m,
+            registry=r,
+        )
+        self.requotes = Counter(
+            "maker_requotes", "Quotes sent again at a new price after a post-only reject", m, registry=r
+        )
+        self.order_updates = Counter(
+            "maker_order_updates", "Order updates of the embedded venue", ["market", "status"], registry=r
+        )
         self.controls = Counter(
             "maker_control_commands", "Operator commands applied", ["market", "action"], registry=r
         )
@@ -160,6 +181,10 @@ class Metrics:
         c("position_limit", market).set(int(view.position_limit))
         c("reconcile_halt", market).set(int(view.reconcile_halt))
         c("position_mismatch", market).set(f(view.position_mismatch))
+        c("open_orders", market).set(view.open_orders)
+        c("hedge_in_flight", market).set(f(view.hedge_in_flight))
+        for update in out.orders:
+            c("order_updates", market, update.status).inc()
         for entry in out.journal:
             if type(entry.event) is Control:
                 c("controls", market, entry.event.action).inc()
@@ -179,7 +204,15 @@ class Metrics:
             c("hedge_cost", market).inc(max(0.0, f(stats.hedge_cost - last["hc"])))
             for guard, count in counts.items():
                 c("guard_engagements", market, guard).inc(count - last.get(guard, 0))
-            last.update(hv=stats.hedge_volume, hc=stats.hedge_cost, **counts)
+            c("post_only_rejects", market).inc(view.post_only_rejects - last.get("por", 0))
+            c("requotes", market).inc(view.requotes - last.get("rq", 0))
+            last.update(
+                hv=stats.hedge_volume,
+                hc=stats.hedge_cost,
+                por=view.post_only_rejects,
+                rq=view.requotes,
+                **counts,
+            )
 
 
 _METRICS: Metrics | None = None

@@ -18,7 +18,7 @@ from typing import Any
 
 import polars as pl
 
-from mmflow.models import DeadLetter, Fill, Intent
+from mmflow.models import DeadLetter, Fill, Intent, OrderUpdate
 from mmflow.money import CONTEXT
 from mmflow.outputs import Outputs
 from mmflow.view import TIMELINE_FIELDS, MarketView, timeline_row
@@ -74,6 +74,20 @@ FILL_SCHEMA: dict[str, Any] = {
     "fee": DEC,
     "liquidity": pl.Utf8,
     "source": pl.Utf8,
+    "cause": pl.Utf8,
+}
+#: Each order's life as the venue reported it, one row per step.
+ORDER_SCHEMA: dict[str, Any] = {
+    "ts": pl.Int64,
+    "market": pl.Utf8,
+    "intent_id": pl.Utf8,
+    "side": pl.Utf8,
+    "kind": pl.Utf8,
+    "status": pl.Utf8,
+    "price": DEC,
+    "qty": DEC,
+    "filled_qty": DEC,
+    "reason": pl.Utf8,
 }
 
 
@@ -132,6 +146,22 @@ def fill_row(f: Fill) -> dict[str, Any]:
         "fee": f.fee,
         "liquidity": f.liquidity,
         "source": f.source,
+        "cause": f.cause,
+    }
+
+
+def order_row(u: OrderUpdate) -> dict[str, Any]:
+    return {
+        "ts": u.ts,
+        "market": u.market,
+        "intent_id": u.intent_id,
+        "side": u.side,
+        "kind": u.kind,
+        "status": u.status,
+        "price": u.px,
+        "qty": u.qty,
+        "filled_qty": u.filled_qty,
+        "reason": u.reason,
     }
 
 
@@ -150,6 +180,10 @@ def intents_frame(intents: Iterable[Intent]) -> pl.DataFrame:
 
 def fills_frame(fills: Iterable[Fill]) -> pl.DataFrame:
     return frame([fill_row(f) for f in fills], FILL_SCHEMA)
+
+
+def orders_frame(updates: Iterable[OrderUpdate]) -> pl.DataFrame:
+    return frame([order_row(u) for u in updates], ORDER_SCHEMA)
 
 
 def timeline_frame(views: Iterable[MarketView]) -> pl.DataFrame:
@@ -183,10 +217,12 @@ def staged(out_dir: Path) -> Iterator[Path]:
 
 
 def write_run(out_dir: Path, outputs: Outputs, summary: dict[str, Any]) -> None:
-    """A run's folder: intents, fills, timeline and dead letters as Parquet, and summary.json."""
+    """A run's folder: intents, fills, order updates, timeline and dead letters as Parquet, and
+    summary.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
     intents_frame(outputs.intents).write_parquet(out_dir / "intents.parquet")
     fills_frame(outputs.fills).write_parquet(out_dir / "fills.parquet")
+    orders_frame(outputs.orders).write_parquet(out_dir / "orders.parquet")
     timeline_frame(outputs.timeline).write_parquet(out_dir / "timeline.parquet")
     dead_letters_frame(outputs.dead).write_parquet(out_dir / "dead_letters.parquet")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

@@ -1,8 +1,9 @@
-"""The paper-trading execution connector: intents and market data in, fills and positions out.
+"""The paper-trading execution connector: intents and market data in; fills, order updates and
+positions out.
 
 It drives the same ``PaperVenue`` as the backtest, one per market. It survives a SIGKILL without
 losing or repeating a fill by Kafka's exactly-once loop: each batch of consumed records, the
-fills and positions they produced, the venues' state and the consumed offsets are committed in
+fills, order updates and positions they produced, the venues' state and the consumed offsets are committed in
 one transaction (``transactional.id`` = the venue's group). A restart fences the dead process,
 whose open transaction is aborted, restores the state and the input offsets committed together,
 and numbers its fills in a new incarnation. Consumers of the fills topic read committed
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -26,8 +27,9 @@ from mmflow.connectors.kafka_io import client_config, create_topics, redacted
 from mmflow.connectors.paper_venue import PaperVenue
 from mmflow.connectors.recorder import read_records
 from mmflow.connectors.venue_state import dump_state, load_state
+from mmflow.execution import Report
 from mmflow.ids import incarnation_of
-from mmflow.models import ID_MAX, BookTick, Fill, Intent, Position, Trade
+from mmflow.models import ID_MAX, BookTick, Depth, Fill, Position, Trade
 from mmflow.wire import WireError, decode_input, decode_intent, encode
 
 log = logging.getLogger("mmflow.venue")
@@ -37,14 +39,6 @@ _OFFSETS = "__offsets__"
 
 #: Seconds between the periodic position reports of every market (besides one after each fill).
 POSITION_INTERVAL_S = 2.0
-
-
-class ExecutionVenue(Protocol):
-    """What the live loop needs from an exchange: take intents, report fills."""
-
-    def submit(self, intent: Intent) -> bool: ...
-    def on_book(self, tick: BookTick) -> list[Fill]: ...
-    def on_trade(self, trade: Trade) -> list[Fill]: ...
 
 
 def _retry(call: Any, attempts: int = 20) -> None:
@@ -138,8 +132,8 @@ class VenueService:
         return venue
 
     # -- records ----------------------------------------------------------------------------------
-    def handle(self, topic: str, value: bytes) -> tuple[str | None, list[Fill]]:
-        """One record: (the market it touched, the fills it caused)."""
+    def handle(self, topic: str, value: bytes) -> tuple[str | None, list[Report]]:
+        """One record: (the market it touched, the fills and order updates it brought)."""
         try:
             if topic == self.cfg.intents_topic:
                 intent = decode_intent(value)
@@ -153,10 +147,16 @@ class VenueService:
             log.warning("venue dropped a message from %s: %s", topic, err)
             return None, []
         venue = self._venue(event.market)
-        if venue is None or not isinstance(event, BookTick | Trade):
+        cls = type(event)
+        if venue is None or not (cls is BookTick or cls is Trade or cls is Depth):
             return None, []
-        fills = venue.on_book(event) if isinstance(event, BookTick) else venue.on_trade(event)
-        return event.market, fills
+        if cls is BookTick:
+            reports = venue.on_book(event)  # type: ignore[arg-type]
+        elif cls is Trade:
+            reports = venue.on_trade(event)  # type: ignore[arg-type]
+        else:
+            reports = venue.on_depth(event)  # type: ignore[arg-type]
+        return event.market, reports
 
     def _position(self, venue: PaperVenue) -> bytes:
         return encode(
@@ -177,14 +177,14 @@ class VenueService:
         if not msgs and not report:
             return 0
         touched: set[str] = set()
-        fills: list[Fill] = []
+        reports: list[Report] = []
         for msg in msgs:
             market, made = self.handle(msg.topic(), msg.value())
             if market is not None:
                 touched.add(market)
-            fills.extend(made)
+            reports.extend(made)
         try:
-            self._commit(fills, touched, report, bool(msgs))
+            self._commit(reports, touched, report, bool(msgs))
         except KafkaException as exc:
             err = exc.args[0]
             if not (isinstance(err, KafkaError) and err.txn_requires_abort()):
@@ -192,18 +192,23 @@ class VenueService:
             log.warning("venue transaction aborted (%s): rewinding to the last commit", err.str())
             self._rewind()
             return 0
-        self.fills += len(fills)
+        self.fills += sum(1 for r in reports if type(r) is Fill)
         if report:
             self._last_report = time.monotonic()
         return len(msgs)
 
-    def _commit(self, fills: list[Fill], touched: set[str], report: bool, consumed: bool) -> None:
-        """The batch's fills, positions, state and offsets, in one transaction."""
+    def _commit(self, reports: list[Report], touched: set[str], report: bool, consumed: bool) -> None:
+        """The batch's fills, order updates, positions, state and offsets, in one transaction.
+        Fills and order updates of a market share its partition key, each topic in report order."""
         cfg, produce = self.cfg, self.producer.produce
         self.producer.begin_transaction()
-        for fill in fills:
-            produce(cfg.fills_topic, key=fill.market.encode(), value=encode(fill))
-        reported = self.venues if report else {m: self.venues[m] for m in {f.market for f in fills}}
+        filled = set()
+        for r in reports:
+            topic = cfg.fills_topic if type(r) is Fill else cfg.orders_topic
+            produce(topic, key=r.market.encode(), value=encode(r))
+            if type(r) is Fill:
+                filled.add(r.market)
+        reported = self.venues if report else {m: self.venues[m] for m in filled}
         for market, venue in sorted(reported.items()):
             produce(cfg.positions_topic, key=market.encode(), value=self._position(venue))
         for market in sorted(touched):

@@ -14,13 +14,16 @@ from typing import Any
 
 import orjson
 
+from mmflow.book import OrderBook
 from mmflow.config import InstrumentSpec, VenueConfig
-from mmflow.connectors.paper_venue import PaperVenue, PendingIoc, RestingOrder
+from mmflow.connectors.paper_venue import PaperVenue, PendingIoc, RestingOrder, Touch
 from mmflow.ids import HighWater
-from mmflow.models import HedgeIntent
-from mmflow.wire import decode_intent, encode
+from mmflow.models import Fill, HedgeIntent, OrderUpdate
+from mmflow.sim.fees import TieredFees
+from mmflow.sim.queue import QueueSpot
+from mmflow.wire import decode_input, decode_intent, encode
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 def _dec(value: Decimal | None) -> str | None:
@@ -31,6 +34,28 @@ def _num(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
 
 
+def _order(o: RestingOrder) -> list[Any]:
+    spot = o.spot
+    return [
+        o.intent_id,
+        o.side,
+        str(o.px),
+        str(o.qty),
+        str(o.remaining),
+        o.live_from,
+        o.cancel_at,
+        o.live,
+        [_dec(spot.ahead), _dec(spot.level), str(spot.traded)],
+    ]
+
+
+def _restore_order(row: list[Any]) -> RestingOrder:
+    iid, side, px, qty, remaining, live_from, cancel_at, live, (ahead, level, traded) = row
+    order = RestingOrder(iid, side, Decimal(px), Decimal(qty), live_from, cancel_at, Decimal(remaining), live)
+    order.spot = QueueSpot(_num(ahead), _num(level), Decimal(traded))
+    return order
+
+
 def dump_state(venue: PaperVenue) -> bytes:
     state: dict[str, Any] = {
         "v": STATE_VERSION,
@@ -38,10 +63,12 @@ def dump_state(venue: PaperVenue) -> bytes:
         "position": str(venue.position),
         "fill_count": venue.fill_count,
         "best": [_dec(venue.best_bid), _dec(venue.best_ask), str(venue.bid_qty), str(venue.ask_qty)],
-        "orders": [
-            [o.intent_id, o.side, str(o.px), str(o.remaining), o.live_from, o.cancel_at] for o in venue.orders
-        ],
+        "orders": [_order(o) for o in venue.orders],
         "iocs": [[encode(p.intent).decode(), p.exec_at] for p in venue.iocs],
+        "outbox": [[at, encode(r).decode()] for at, r in venue.outbox],
+        "touch": {side: [_dec(t.px), str(t.taken)] for side, t in venue.touch.items()},
+        "book": venue.book.to_state() if venue.book is not None else None,
+        "fee_volume": str(venue.fees.volume) if isinstance(venue.fees, TieredFees) else None,
         "seen": {"marks": list(venue._seen.marks.items()), "others": list(venue._seen.others)},
     }
     return orjson.dumps(state)
@@ -60,11 +87,15 @@ def load_state(
     bid, ask, bid_qty, ask_qty = state["best"]
     venue.best_bid, venue.best_ask = _num(bid), _num(ask)
     venue.bid_qty, venue.ask_qty = Decimal(bid_qty), Decimal(ask_qty)
-    venue.orders = [
-        RestingOrder(iid, side, Decimal(px), Decimal(rem), live, cancel)
-        for iid, side, px, rem, live, cancel in state["orders"]
-    ]
-    venue.iocs = deque(PendingIoc(_hedge(text), at) for text, at in state["iocs"])
+    venue.orders = [_restore_order(row) for row in state["orders"]]
+    venue.iocs = [PendingIoc(_hedge(text), at) for text, at in state["iocs"]]
+    venue.outbox = deque((at, _report(text)) for at, text in state["outbox"])
+    for side, (px, taken) in state["touch"].items():
+        venue.touch[side] = Touch(_num(px), Decimal(taken))
+    if state["book"] is not None:
+        venue.book = OrderBook.from_state(state["book"])
+    if state["fee_volume"] is not None and isinstance(venue.fees, TieredFees):
+        venue.fees.volume = Decimal(state["fee_volume"])
     seen = HighWater(window=dedup_window)
     for stream, mark in state["seen"]["marks"]:
         seen.marks[stream] = mark
@@ -79,3 +110,9 @@ def _hedge(text: str) -> HedgeIntent:
     intent = decode_intent(text)
     assert isinstance(intent, HedgeIntent)
     return intent
+
+
+def _report(text: str) -> Fill | OrderUpdate:
+    report = decode_input(text)
+    assert isinstance(report, Fill | OrderUpdate)
+    return report

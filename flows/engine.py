@@ -27,16 +27,19 @@ from confluent_kafka import Message as KafkaMessage
 
 from mmflow.config import Settings
 from mmflow.connectors.metrics import Metrics
+from mmflow.execution import VenueFactory
 from mmflow.flows.runtime import MarketRuntime
 from mmflow.models import (
     INTERNAL_TYPES,
     BookTick,
     Control,
     DeadLetter,
+    Depth,
     Fill,
     Incarnation,
     InputEvent,
     Intent,
+    OrderUpdate,
     Position,
     Timer,
     Trade,
@@ -64,7 +67,7 @@ class Chunk(list):  # type: ignore[type-arg]
 
 log = logging.getLogger("mmflow.flow")
 
-_TYPED = frozenset({BookTick, Trade, Fill, Control, Position, Incarnation, Timer})
+_TYPED = frozenset({BookTick, Trade, Depth, Fill, OrderUpdate, Control, Position, Incarnation, Timer})
 
 
 def tune_gc() -> None:
@@ -222,14 +225,16 @@ class MarketLogic(StatefulBatchLogic[Chunk, Outputs, MarketRuntime]):
         self,
         settings: Settings,
         metrics: Metrics,
-        paper: bool,
+        venue: VenueFactory | None,
+        order_reports: bool,
         resume: MarketRuntime | None,
         live_clock: bool = False,
         incarnation: str | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.paper = paper
+        self.venue = venue
+        self.order_reports = order_reports
         self.runtime = resume
         self.live_clock = live_clock
         self.incarnation = incarnation
@@ -256,7 +261,11 @@ class MarketLogic(StatefulBatchLogic[Chunk, Outputs, MarketRuntime]):
     def on_batch(self, values: list[Chunk]) -> tuple[list[Outputs], bool]:
         runtime = self.runtime
         if runtime is None:
-            runtime = self.runtime = MarketRuntime(values[0][0].market, self.settings, paper=self.paper)
+            market = values[0][0].market
+            venue = self.venue(market) if self.venue is not None else None
+            runtime = self.runtime = MarketRuntime(
+                market, self.settings, venue, order_reports=self.order_reports or venue is not None
+            )
         out = Outputs()
         if self.incarnation is not None:  # a live process takes the market over (once)
             first = values[0][0]
@@ -292,8 +301,10 @@ class FlowStreams:
     """The flow's outputs, one typed stream per kind."""
 
     intents: Stream[Intent]
-    #: The embedded paper venue's fills (replays); empty on Kafka, where the venue is a process.
+    #: The embedded venue's fills and order updates (replays); empty on Kafka, where the venue
+    #: is a process of its own.
     fills: Stream[Fill]
+    orders: Stream[OrderUpdate]
     journal: Stream[Journaled]
     #: Every refused record: by the decoder (bad bytes, unknown market) and by a market's state.
     dead: Stream[DeadLetter]
@@ -306,21 +317,24 @@ def build_flow(
     source: Source[Any],
     settings: Settings,
     metrics: Metrics,
-    paper: bool = True,
+    venue: VenueFactory | None,
     live_clock: bool = False,
     incarnation: str | None = None,
+    order_reports: bool = False,
 ) -> FlowStreams:
     """Add the market-making steps to ``flow``; the caller attaches sinks to the streams.
 
     ``incarnation`` (live runs) is this process' own: on its first batch each market is taken
-    over by it (ids carry it; what an earlier process left resting is cancelled first)."""
+    over by it (ids carry it; what an earlier process left resting is cancelled first).
+    ``venue`` builds each market's embedded venue (replays), None when the execution side is a
+    process of its own; ``order_reports``: its order updates reach the flow as input events."""
     raw = op.input("input", flow, source)
     decoded = op.flat_map_batch("decode", raw, make_decoder(settings, metrics))
     chunks = op.flat_map("chunks", decoded, attrgetter("chunks"))
     stepped = op.stateful_batch(
         "market",
         chunks,
-        lambda resume: MarketLogic(settings, metrics, paper, resume, live_clock, incarnation),  # type: ignore[arg-type]
+        lambda resume: MarketLogic(settings, metrics, venue, order_reports, resume, live_clock, incarnation),  # type: ignore[arg-type]
     )
     outputs = op.map("drop_key", stepped, lambda kv: kv[1])
 
@@ -331,6 +345,7 @@ def build_flow(
     return FlowStreams(
         intents=kind("intents"),
         fills=kind("fills"),
+        orders=kind("orders"),
         journal=kind("journal"),
         dead=op.merge("dead_letters", refused, kind("dead")),
         timeline=kind("timeline"),

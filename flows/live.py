@@ -46,9 +46,15 @@ log = logging.getLogger("mmflow.flow")
 
 
 def flow_source(cfg: KafkaConfig, tail: bool = True, batch_size: int = 10_000) -> RawKafkaSource:
-    """Market data, fills, the venue's positions and operator controls, from the beginning (or
-    the recovery offsets)."""
-    topics = [cfg.market_data_topic, cfg.fills_topic, cfg.positions_topic, cfg.control_topic]
+    """Market data, the execution side's fills, order updates and positions, and operator
+    controls, from the beginning (or the recovery offsets)."""
+    topics = [
+        cfg.market_data_topic,
+        cfg.fills_topic,
+        cfg.orders_topic,
+        cfg.positions_topic,
+        cfg.control_topic,
+    ]
     return RawKafkaSource(cfg, topics, tail, batch_size)
 
 
@@ -87,9 +93,10 @@ def build(tail: bool = True) -> Dataflow:
         flow_source(settings.kafka, tail=tail),
         settings,
         metrics,
-        paper=False,
+        venue=None,  # the execution side is a process of its own: its reports arrive as input
         live_clock=True,
         incarnation=incarnation,
+        order_reports=True,
     )
     route(streams, settings.kafka, confirm=env.get("MMFLOW_RUN_CONFIRM_WRITES", "1") != "0")
     return flow

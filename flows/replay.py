@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -22,12 +22,14 @@ from tqdm import tqdm
 
 from mmflow.config import Settings
 from mmflow.connectors.metrics import Metrics
+from mmflow.connectors.paper_venue import paper_venues
 from mmflow.connectors.report import write_report
 from mmflow.connectors.sinks import ListSink
 from mmflow.connectors.sources import EventListSource
 from mmflow.connectors.tables import staged, write_run
+from mmflow.execution import VenueFactory
 from mmflow.flows.engine import build_flow, tune_gc
-from mmflow.models import DeadLetter
+from mmflow.models import DeadLetter, OrderUpdate
 from mmflow.outputs import Journaled, Outputs
 
 
@@ -68,10 +70,19 @@ def _market_of(item: Any) -> str:
     return getattr(item, "market", None) or ""
 
 
+#: ``venue`` of a replay: "paper" (each market's paper venue, from the run's settings), any
+#: factory of ``ExecutionVenue``, or None (faithful: the fills come from the input).
+VenueChoice = VenueFactory | Literal["paper"] | None
+
+
+def _venue(choice: VenueChoice, settings: Settings) -> VenueFactory | None:
+    return paper_venues(settings) if choice == "paper" else choice  # type: ignore[return-value]
+
+
 def run_events(
     events: Sequence[Any],
     settings: Settings,
-    paper: bool = True,
+    venue: VenueChoice = "paper",
     metrics: Metrics | None = None,
     progress: bool = False,
     batch_size: int | None = None,
@@ -85,7 +96,9 @@ def run_events(
     )
     source = _Progress(events, batch_size or settings.replay.batch_size, bar)
     flow = Dataflow("mmflow")
-    streams = build_flow(flow, source, settings, metrics, paper=paper)
+    # Recorded order updates (a live journal) reach the maker as they did live.
+    reports = any(type(e) is OrderUpdate for e in events)
+    streams = build_flow(flow, source, settings, metrics, _venue(venue, settings), order_reports=reports)
     collected = Outputs()
     for name in Outputs.__slots__:
         op.output(f"collect_{name}", getattr(streams, name), ListSink(getattr(collected, name)))
@@ -108,7 +121,7 @@ def replay(
     events: Sequence[Any],
     settings: Settings,
     out_dir: Path | None = None,
-    paper: bool = True,
+    venue: VenueChoice = "paper",
     progress: bool = False,
     metrics: Metrics | None = None,
     report: bool = True,
@@ -116,11 +129,11 @@ def replay(
     workers: int | None = None,
 ) -> ReplayResult:
     """Replay ``events`` (typed events and dead letters, in arrival order) and write the outputs."""
-    outputs, wall = run_events(events, settings, paper, metrics, progress, batch_size, workers)
+    outputs, wall = run_events(events, settings, venue, metrics, progress, batch_size, workers)
     n = sum(1 for e in events if not isinstance(e, DeadLetter))
     summary = {
         "preset": settings.preset,
-        "mode": "paper" if paper else "faithful",
+        "mode": "faithful" if venue is None else "paper" if venue == "paper" else "venue",
         "events": n,
         "dead_letters": len(outputs.dead),
         "wall_seconds": round(wall, 6),

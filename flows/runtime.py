@@ -4,14 +4,16 @@ No Bytewax here either: the dataflow's step, the plain-loop benchmark and the te
 ``MarketRuntime.process`` the same way, so they cannot disagree.
 
 Outputs go to the typed lists of an ``Outputs`` (``mmflow.outputs``): intents, the paper venue's
-fills, journal entries (a fill or control that arrived as input after the market's n-th market
+fills and order updates, journal entries (a fill or control that arrived as input after the market's n-th market
 event), dead letters (an event refused before it touched any state), timeline views and, at the
 end, the summary.
 
-Ordering inside one event (paper mode): the venue matches the event against the orders live
-at that instant, its fills are booked, then the maker decides on the event, then its intents go
-to the venue. Fills arriving as input events (live or faithful mode) are booked and decided on
-as they come, in stream order.
+The venue, when there is one, is any ``ExecutionVenue`` (mmflow/execution.py): the paper
+venue in replays. Ordering inside one market event: the venue carries out what was due before
+it and matches the event, the reports it delivers by then (fills, order updates) are applied,
+then the maker decides on the event, then its intents go to the venue. Reports arriving as
+input events (live, or a live journal replayed) are applied and decided on as they come, in
+stream order.
 """
 
 from __future__ import annotations
@@ -19,16 +21,18 @@ from __future__ import annotations
 from typing import Any
 
 from mmflow.config import Settings
-from mmflow.connectors.paper_venue import PaperVenue
+from mmflow.execution import ExecutionVenue, Report
 from mmflow.ids import REPLAY
 from mmflow.models import (
     BookTick,
     Control,
     DeadLetter,
+    Depth,
     Fill,
     Incarnation,
     InputEvent,
     Intent,
+    OrderUpdate,
     Position,
     Timer,
     Trade,
@@ -43,15 +47,24 @@ from mmflow.wire import encode
 
 class MarketRuntime:
     def __init__(
-        self, market: str, settings: Settings, paper: bool = True, incarnation: str = REPLAY
+        self,
+        market: str,
+        settings: Settings,
+        venue: ExecutionVenue | None = None,
+        incarnation: str = REPLAY,
+        order_reports: bool | None = None,
     ) -> None:
+        """``venue``: the market's own execution venue (replays), or None when the execution side
+        runs elsewhere. ``order_reports``: whether order updates will reach the maker (default:
+        with a venue), so it can count what is out; without them it counts the position only."""
         spec = settings.spec(market)
         self.market = market
         # The market's effective strategy: the shared one with the market's own overrides.
         strategy = settings.strategy_for(market)
-        self.maker = MarketMaker(market, spec, strategy, incarnation)
+        track = venue is not None if order_reports is None else order_reports
+        self.maker = MarketMaker(market, spec, strategy, incarnation, track_orders=track)
         window = strategy.safety.dedup_window
-        self.venue = PaperVenue(market, spec, settings.venue, window, incarnation) if paper else None
+        self.venue = venue
         self.stats = MarketStats()
         self._timeline_us = max(1, int(settings.replay.timeline_interval_s * 1_000_000))
         self._next_timeline: int | None = None
@@ -62,7 +75,7 @@ class MarketRuntime:
         """Why market data must not touch this market's state, or None. Checked before any
         change; a fill is checked by the maker (``MarketMaker.book``)."""
         cls = type(event)
-        if cls is BookTick or cls is Trade:
+        if cls is BookTick or cls is Trade or cls is Depth:
             last = self._last_market_us
             if last is not None and event.ts_recv < last:  # type: ignore[union-attr]
                 return f"out of order: ts_recv {event.ts_recv} < {last} already processed"  # type: ignore[union-attr]
@@ -92,6 +105,12 @@ class MarketRuntime:
             if refused is not None:
                 self._refuse(event, refused, out, origin)
                 return
+        if cls is Depth:
+            # Depth is the venue's (its queue model); the maker quotes off the touch.
+            self._last_market_us = event.ts_recv  # type: ignore[union-attr]
+            if venue is not None:
+                self._apply_reports(venue.on_depth(event), out)  # type: ignore[arg-type]
+            return
         if cls is BookTick or cls is Trade:
             now = self._last_market_us = event.ts_recv
             stats.advance(now)
@@ -106,14 +125,14 @@ class MarketRuntime:
             if cls is BookTick:
                 stats.books += 1
                 if venue is not None:
-                    self._book_fills(venue.on_book(event), out)
-                intents = maker.on_book(event)
+                    self._apply_reports(venue.on_book(event), out)  # type: ignore[arg-type]
+                intents = maker.on_book(event)  # type: ignore[arg-type]
             else:
                 stats.trades += 1
-                self._trade_ids.seen(event.trade_id)
+                self._trade_ids.seen(event.trade_id)  # type: ignore[union-attr]
                 if venue is not None:
-                    self._book_fills(venue.on_trade(event), out)
-                intents = maker.on_trade(event)
+                    self._apply_reports(venue.on_trade(event), out)  # type: ignore[arg-type]
+                intents = maker.on_trade(event)  # type: ignore[arg-type]
         else:
             # A fill may carry a later timestamp; the others act at the market's own clock.
             now = (
@@ -125,6 +144,8 @@ class MarketRuntime:
             if cls is Fill:  # booked above
                 self._count_fill(event, out)  # type: ignore[arg-type]
                 intents = maker.decide(now)
+            elif cls is OrderUpdate:
+                intents = maker.on_order(event)  # type: ignore[arg-type]
             elif cls is Control:
                 intents = maker.on_control(event)  # type: ignore[arg-type]
             elif cls is Position:
@@ -158,10 +179,15 @@ class MarketRuntime:
         if intents:
             self._emit(intents, out)
 
-    def _book_fills(self, fills: list[Fill], out: Outputs) -> None:
-        for fill in fills:
-            self.maker.book_fill(fill)
-            self._count_fill(fill, out)
+    def _apply_reports(self, reports: list[Report], out: Outputs) -> None:
+        """The venue's reports, in its order: fills booked, order updates to the maker's count."""
+        for report in reports:
+            if type(report) is Fill:
+                self.maker.book_fill(report)
+                self._count_fill(report, out)
+            else:
+                self.maker.apply_order(report)  # type: ignore[arg-type]
+                out.orders.append(report)  # type: ignore[arg-type]
 
     def _count_fill(self, fill: Fill, out: Outputs) -> None:
         self.stats.on_fill(fill, self.maker.inventory, self.maker.mid)
@@ -201,6 +227,8 @@ class MarketRuntime:
             "hedge_intents": s.hedge_intents,
             "unrealized_pnl_quote": str(v.unrealized_pnl) if v.unrealized_pnl is not None else "0",
             "stale_guard_engagements": v.stale_guard_engagements,
+            "post_only_rejects": v.post_only_rejects,
+            "requotes": v.requotes,
             "loss_limit_halts": v.loss_limit_halts,
             "operator_halts": v.operator_halts,
             "halted_at_end": v.operator_halt or v.loss_halt,

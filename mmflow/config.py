@@ -332,15 +332,77 @@ class StrategyConfig(_Section):
         return self
 
 
-class VenueConfig(_Section):
-    """The paper venue (see connectors/paper_venue.py for the queue assumption)."""
+class LatencyConfig(_Section):
+    """How long the venue takes: each order entry, cancel and report draws its own latency.
 
+    ``constant`` is every draw at its base. ``spiky`` adds, per draw, a uniform jitter in
+    [0, ``jitter_ms``) and, with ``spike_probability``, a spike of ``spike_ms``: a cloud link's
+    usual wobble and its occasional stall. Draws are a hash of ``seed`` and the order's id, so a
+    replay makes the same draws whatever the batching, the workers or a restart.
+    """
+
+    model: Literal["constant", "spiky"] = "constant"
     # 50 ms order entry and cancel latency: a typical co-located-less cloud round trip.
-    order_latency_ms: float = Field(default=50.0, ge=0)
-    cancel_latency_ms: float = Field(default=50.0, ge=0)
-    # Share of a public trade at exactly our price that we take (1.0 = front of queue; quotes are
-    # posted several bps from the touch, so they normally join a level before it becomes the touch).
+    order_ms: float = Field(default=50.0, ge=0, le=60_000)
+    cancel_ms: float = Field(default=50.0, ge=0, le=60_000)
+    # From the venue's event (a fill, an acceptance) to the flow learning of it.
+    report_ms: float = Field(default=0.0, ge=0, le=60_000)
+    jitter_ms: float = Field(default=20.0, ge=0, le=60_000)
+    spike_probability: float = Field(default=0.02, ge=0, le=1)
+    spike_ms: float = Field(default=500.0, ge=0, le=60_000)
+    seed: int = Field(default=0, ge=0)
+
+
+class QueueConfig(_Section):
+    """Where a resting order stands in its price level's queue (connectors/paper_venue.py).
+
+    ``back`` (the default: pessimistic where the truth is unknown) puts an order behind all the
+    size shown at its price when it joins, or when the level is first seen if it was not shown;
+    prints at its price fill it only after that size has traded, and the level shrinking below
+    it moves it up. ``probabilistic`` also credits it with a share of the level's cancellations,
+    larger the more of the level is ahead of it (the share is front^p / (front^p + back^p)).
+    ``front`` is the optimistic bound: first in line as soon as it is live, taking
+    ``at_price_fill_ratio`` of each print at its price.
+    """
+
+    model: Literal["front", "back", "probabilistic"] = "back"
     at_price_fill_ratio: Decimal = Field(default=Decimal("1"), ge=0, le=1)
+    power: int = Field(default=2, ge=1, le=8)
+
+
+class FeeTier(_Section):
+    """A fee tier: from ``min_volume_quote`` of traded notional (the 30 days before the run
+    plus the run's own), these rates. A negative maker rate is a rebate."""
+
+    min_volume_quote: Decimal = Field(ge=0)
+    maker_rate: Decimal = Field(gt=-1, lt=1)
+    taker_rate: Decimal = Field(gt=-1, lt=1)
+
+
+class FeeConfig(_Section):
+    """``instrument``: each market's own maker/taker rates (InstrumentSpec). ``tiered``: the
+    tiers here, the highest reached by ``volume_30d_quote`` plus the run's traded notional."""
+
+    model: Literal["instrument", "tiered"] = "instrument"
+    tiers: tuple[FeeTier, ...] = ()
+    volume_30d_quote: Decimal = Field(default=Decimal(0), ge=0)
+
+    @model_validator(mode="after")
+    def _tiers_given(self) -> FeeConfig:
+        if self.model == "tiered" and not self.tiers:
+            raise ValueError("tiers: the tiered fee model needs at least one tier")
+        floors = [t.min_volume_quote for t in self.tiers]
+        if floors != sorted(set(floors)):
+            raise ValueError("tiers: min_volume_quote must rise strictly from tier to tier")
+        return self
+
+
+class VenueConfig(_Section):
+    """The paper venue's assumptions, each a model chosen here (mmflow/sim/)."""
+
+    latency: LatencyConfig = LatencyConfig()
+    queue: QueueConfig = QueueConfig()
+    fees: FeeConfig = FeeConfig()
 
 
 class ReplayConfig(_Section):
@@ -360,6 +422,8 @@ class KafkaConfig(_Section):
     control_topic: str = "mmflow.control"
     # The execution side's position per market, for the flow's reconciliation.
     positions_topic: str = "mmflow.positions"
+    # Each order's life as the execution side reports it (accepted, rejected, cancelled, ...).
+    orders_topic: str = "mmflow.orders"
     # The paper venue's state, committed in the same transaction as its fills and offsets.
     venue_state_topic: str = "mmflow.venue.state"
     state_topic: str = "mmflow.state"

@@ -221,6 +221,8 @@ class Position:
 
 
 OrderStatus = Literal["accepted", "rejected", "cancelled", "expired", "partially_filled", "filled"]
+#: Why a post-only order was rejected: it would have crossed the book (Binance -5022).
+POST_ONLY_REJECT = "post_only_would_cross"
 #: Statuses after which an order is gone: nothing more can fill it.
 TERMINAL_STATUSES = frozenset({"rejected", "cancelled", "expired", "filled"})
 

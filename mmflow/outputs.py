@@ -10,16 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmflow.models import Control, DeadLetter, Fill, Intent
+from mmflow.models import Control, DeadLetter, Fill, Intent, OrderUpdate
 from mmflow.view import MarketView
 
 
 @dataclass(slots=True, frozen=True)
 class Journaled:
-    """A fill or control the flow took as input, after its market's ``after_events``-th market
+    """A fill, order update or control the flow took as input, after its market's ``after_events``-th market
     event: a replay re-inserts it exactly there (the live ordering rule)."""
 
-    event: Fill | Control
+    event: Fill | OrderUpdate | Control
     after_events: int
 
 
@@ -28,6 +28,8 @@ class Outputs:
     intents: list[Intent] = field(default_factory=list)
     #: Fills of the embedded paper venue (on Kafka the venue is its own process).
     fills: list[Fill] = field(default_factory=list)
+    #: The embedded paper venue's order updates (each order's life), in its report order.
+    orders: list[OrderUpdate] = field(default_factory=list)
     journal: list[Journaled] = field(default_factory=list)
     #: Records refused by a market's state (duplicates, out of order), with their bytes.
     dead: list[DeadLetter] = field(default_factory=list)

@@ -47,6 +47,11 @@ class MarketView:
     operator_halts: int
     reconcile_halts: int
     open_lots: tuple[tuple[Decimal, Decimal], ...]
+    # The orders out, as the execution side reported them (0 without order reports).
+    open_orders: int = 0
+    hedge_in_flight: Decimal = Decimal(0)
+    post_only_rejects: int = 0
+    requotes: int = 0
 
     def guard_engagements(self) -> dict[str, int]:
         """Engagements per guard, named as the metric's ``guard`` label."""
@@ -74,6 +79,8 @@ TIMELINE_FIELDS: tuple[str, ...] = (
     "trend_guard",
     "pnl_guard",
     "inventory",
+    "hedge_in_flight",
+    "open_orders",
     "realized_pnl",
     "spread_bps",
     "stale_guard",

@@ -7,10 +7,14 @@ Unit tests build their inputs here instead of each file redefining its own tick 
 from __future__ import annotations
 
 from decimal import Decimal as D
+from typing import TYPE_CHECKING
 
 from mmflow.config import Settings, load_settings
 from mmflow.models import BookTick, Control, Fill, Trade
 from mmflow.strategy.market import MarketMaker
+
+if TYPE_CHECKING:
+    from mmflow.flows.runtime import MarketRuntime
 
 #: Instrument ids (venue:symbol) of the shipped specs the tests use.
 SOL = "binance-futures:SOLUSDT"
@@ -104,3 +108,11 @@ def warm(mm: MarketMaker) -> list:
     for i in range(5):
         assert mm.on_book(tick(T0 + i * S, market=mm.market)) == []
     return mm.on_book(tick(T0 + 5 * S, market=mm.market))
+
+
+def paper_runtime(market: str, cfg: Settings) -> MarketRuntime:
+    """A market's runtime with its paper venue, as a replay builds it."""
+    from mmflow.connectors.paper_venue import paper_venues
+    from mmflow.flows.runtime import MarketRuntime
+
+    return MarketRuntime(market, cfg, paper_venues(cfg)(market))

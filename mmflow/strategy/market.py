@@ -16,16 +16,19 @@ The decision order, on each book change (and after fills, and when a timer expir
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TypeVar
 
 from mmflow.config import InstrumentSpec, StrategyConfig
 from mmflow.ids import REPLAY, HighWater, make_id, split_id
 from mmflow.models import (
+    POST_ONLY_REJECT,
     BookTick,
     CancelAllIntent,
     Control,
     Fill,
     HedgeIntent,
     Intent,
+    OrderUpdate,
     Position,
     QuoteIntent,
     Trade,
@@ -33,6 +36,7 @@ from mmflow.models import (
 from mmflow.strategy import inventory as inv_rules
 from mmflow.strategy.fifo import FifoBook
 from mmflow.strategy.hedger import Hedger
+from mmflow.strategy.orders import OrderTracker
 from mmflow.strategy.pnl_guard import PnlGuard
 from mmflow.strategy.quoting import floor_to, moved, price_quotes
 from mmflow.strategy.reconcile import Reconciler
@@ -44,11 +48,17 @@ from mmflow.strategy.volatility import MidSampler, RealizedVolatility
 from mmflow.view import MarketView
 
 _TWO = Decimal(2)
+_I = TypeVar("_I", QuoteIntent, HedgeIntent, CancelAllIntent)
 
 
 class MarketMaker:
     def __init__(
-        self, market: str, spec: InstrumentSpec, cfg: StrategyConfig, incarnation: str = REPLAY
+        self,
+        market: str,
+        spec: InstrumentSpec,
+        cfg: StrategyConfig,
+        incarnation: str = REPLAY,
+        track_orders: bool = False,
     ) -> None:
         self.market = market
         self.incarnation = incarnation
@@ -77,6 +87,13 @@ class MarketMaker:
         self.pnl_active = False
         self.trend_active = False
         self.quoted_spread_bps = 0.0
+        #: The orders out, when the execution side reports their life (a paper venue, a venue
+        #: service's order topic); without reports (recorded fills only) only the position counts.
+        self.orders = OrderTracker() if track_orders else None
+        self.post_only_rejects = 0
+        self.requotes = 0
+        self.position_limited = False
+        self._requote = False
         self._dirty = True
         self._wake_us: int | None = None
         q = cfg.quoting
@@ -116,7 +133,7 @@ class MarketMaker:
             stale_guard=safety.stale,
             operator_halt=safety.operator_halted,
             loss_halt=safety.loss_halted,
-            position_limit=not (bid_ok and ask_ok),
+            position_limit=self.position_limited or not (bid_ok and ask_ok),
             reconcile_halt=safety.reconcile_halted,
             position_mismatch=self.reconciler.difference,
             pnl_guard_engagements=self.pnl_guard.engagements,
@@ -127,6 +144,10 @@ class MarketMaker:
             operator_halts=safety.operator_halts,
             reconcile_halts=safety.reconcile_halts,
             open_lots=tuple((q, p) for q, p in self.fifo.lots),
+            open_orders=self.orders.open_quotes() if self.orders is not None else 0,
+            hedge_in_flight=self.orders.hedging() if self.orders is not None else Decimal(0),
+            post_only_rejects=self.post_only_rejects,
+            requotes=self.requotes,
         )
 
     # -- events ---------------------------------------------------------------------------------
@@ -198,6 +219,26 @@ class MarketMaker:
             )
         ]
 
+    def apply_order(self, update: OrderUpdate) -> None:
+        """An order's step as the venue reports it. A post-only order rejected for crossing is
+        no error: the book moved while it travelled, so the quote is priced again."""
+        if self.orders is None or update.market != self.market:
+            return
+        self.orders.update(update)
+        if update.status == "rejected":
+            if update.reason == POST_ONLY_REJECT:
+                self.post_only_rejects += 1
+                self._requote = True
+            self.last_quote = None
+            self._dirty = True
+        elif update.status in ("cancelled", "expired"):
+            self._dirty = True
+
+    def on_order(self, update: OrderUpdate) -> list[Intent]:
+        """An order update that arrived on its own (live): apply it and decide right away."""
+        self.apply_order(update)
+        return self.decide(max(self.now_us, update.ts)) if self._dirty else []
+
     def fill_refusal(self, fill: Fill) -> str | None:
         """Why ``fill`` must not be booked, or None: a duplicate id, a size no order of ours can
         have, or an intent this market never sent. The one place a fill is checked."""
@@ -226,6 +267,8 @@ class MarketMaker:
         self.fill_ids.seen(fill.fill_id)
         self.fills_received += 1
         self.fifo.apply(fill.side, fill.px, fill.qty, fill.fee)
+        if self.orders is not None:
+            self.orders.filled(fill)
         # The venue consumed (part of) a resting order: the next decision must re-send the quote.
         self.last_quote = None
         self._dirty = True
@@ -267,15 +310,23 @@ class MarketMaker:
     def _cancel_all(self, ts: int, *reasons: str) -> CancelAllIntent:
         self.last_quote = None
         self._dirty = True
-        return CancelAllIntent(
-            market=self.market,
-            ts=ts,
-            intent_id=self._next_id(),
-            best_bid=self.best_bid,
-            best_ask=self.best_ask,
-            inventory=self.fifo.position,
-            reasons=reasons,
+        return self._sent(
+            CancelAllIntent(
+                market=self.market,
+                ts=ts,
+                intent_id=self._next_id(),
+                best_bid=self.best_bid,
+                best_ask=self.best_ask,
+                inventory=self.fifo.position,
+                reasons=reasons,
+            )
         )
+
+    def _sent(self, intent: _I) -> _I:
+        """Every intent leaves through here: the order tracker counts what could now fill."""
+        if self.orders is not None:
+            self.orders.sent(intent)
+        return intent
 
     def _clock(self, now: int) -> None:
         if now > self.now_us:
@@ -308,20 +359,24 @@ class MarketMaker:
         self.trend_active = self.trend.active(now)
         out: list[Intent] = []
 
-        plan = self.hedger.plan(inventory, bid, ask, now)
+        # A hedge in flight is a hedge done: the hedger plans on the position it will leave.
+        hedging = self.orders.hedging() if self.orders is not None else Decimal(0)
+        plan = self.hedger.plan(inventory + hedging, bid, ask, now)
         if plan is not None:
             out.append(
-                HedgeIntent(
-                    market=self.market,
-                    ts=now,
-                    intent_id=self._next_id(),
-                    side=plan.side,  # type: ignore[arg-type]
-                    qty=plan.qty,
-                    limit_px=plan.limit_px,
-                    best_bid=bid,
-                    best_ask=ask,
-                    inventory=inventory,
-                    reasons=(f"inventory>{cfg.hedger.trigger_base}",),
+                self._sent(
+                    HedgeIntent(
+                        market=self.market,
+                        ts=now,
+                        intent_id=self._next_id(),
+                        side=plan.side,  # type: ignore[arg-type]
+                        qty=plan.qty,
+                        limit_px=plan.limit_px,
+                        best_bid=bid,
+                        best_ask=ask,
+                        inventory=inventory,
+                        reasons=(f"inventory>{cfg.hedger.trigger_base}",),
+                    )
                 )
             )
         quote = self._quote(now, inventory, bid, ask, mid)
@@ -358,10 +413,6 @@ class MarketMaker:
         allow_bid, allow_ask = inv_rules.quotable_sides(inv_cfg, inventory)
         if not (allow_bid and allow_ask):
             reasons.append("asymmetric:" + ("ask_only" if allow_ask else "bid_only"))
-        limit_bid, limit_ask = self.safety.position_sides(inventory)
-        if (allow_bid and not limit_bid) or (allow_ask and not limit_ask):
-            allow_bid, allow_ask = allow_bid and limit_bid, allow_ask and limit_ask
-            reasons.append("position_limit")
         if self.trend_active and cfg.trend.pause_bids and allow_bid:
             allow_bid = False
             reasons.append("trend_bid_pause")
@@ -374,6 +425,10 @@ class MarketMaker:
             reasons.append("post_only_clamp")
         bid_qty = self._size(size_mult * bid_cap) if allow_bid else None
         ask_qty = self._size(size_mult * ask_cap) if allow_ask else None
+        bid_qty, ask_qty, limited = self._within_limit(inventory, bid_qty, ask_qty)
+        self.position_limited = limited
+        if limited:
+            reasons.append("position_limit")
         self.quoted_spread_bps = spread
         new_bid = bid_px if bid_qty is not None else None
         new_ask = ask_px if ask_qty is not None else None
@@ -392,8 +447,30 @@ class MarketMaker:
             inventory=inventory,
             reasons=tuple(reasons),
         )
-        self.last_quote = quote
+        if self._requote:
+            self._requote = False
+            self.requotes += 1
+        self.last_quote = self._sent(quote)
         return quote
+
+    def _within_limit(
+        self, inventory: Decimal, bid_qty: Decimal | None, ask_qty: Decimal | None
+    ) -> tuple[Decimal | None, Decimal | None, bool]:
+        """The sizes cut so that the worst case stays inside the hard position limit: the
+        position plus every order on the adding side that could still fill (resting, in flight,
+        being cancelled) plus this quote. True when the limit cut a side."""
+        buys, sells = self.orders.outstanding() if self.orders is not None else (Decimal(0), Decimal(0))
+        bid_room, ask_room = self.safety.room(inventory + buys, inventory - sells)
+        limited = False
+        if bid_qty is not None and bid_room is not None and bid_qty > bid_room:
+            bid_qty, limited = self._fit(bid_room), True
+        if ask_qty is not None and ask_room is not None and ask_qty > ask_room:
+            ask_qty, limited = self._fit(ask_room), True
+        return bid_qty, ask_qty, limited
+
+    def _fit(self, room: Decimal) -> Decimal | None:
+        qty = floor_to(room, self.spec.lot_size) if room > 0 else Decimal(0)
+        return qty if qty >= self.spec.min_qty else None
 
     def _size(self, mult: float) -> Decimal | None:
         qty = floor_to(self.cfg.quoting.base_size * Decimal(repr(round(mult, 6))), self.spec.lot_size)

@@ -88,6 +88,15 @@ class SafetyGuards:
         limit = self.cfg.max_position_base
         return inventory < limit, inventory > -limit
 
+    def room(self, longest: Decimal, shortest: Decimal) -> tuple[Decimal | None, Decimal | None]:
+        """How much more may be bid and offered with the worst case inside the hard limit:
+        ``longest`` is the position plus every buy that could still fill, ``shortest`` the
+        position less every such sell. None: no limit."""
+        if not self.cfg.position_limit_enabled:
+            return None, None
+        limit = self.cfg.max_position_base
+        return limit - longest, limit + shortest
+
     def check_loss(self, total_pnl: Decimal) -> bool:
         """Latch the loss halt when realized + unrealized PnL is at or below the floor; True
         on the transition."""

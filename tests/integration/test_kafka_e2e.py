@@ -46,6 +46,7 @@ def topic_sets(prefix: str) -> list[str]:
         f"kafka.dead_letter_topic={prefix}.dlq",
         f"kafka.control_topic={prefix}.control",
         f"kafka.positions_topic={prefix}.positions",
+        f"kafka.orders_topic={prefix}.orders",
         f"kafka.venue_state_topic={prefix}.venue-state",
         f"kafka.group_id={prefix}",
     ]
@@ -197,7 +198,7 @@ def test_live_loop_end_to_end_and_offline_replay(
     rec = record(settings.kafka, tmp_path / "rec", idle_s=2.0)
     events, bad = load_inputs([rec["marketdata"]], [], [rec["journal"]], settings.markets)
     assert not bad
-    offline = replay(events, settings, tmp_path / "offline", paper=False, report=False)
+    offline = replay(events, settings, tmp_path / "offline", venue=None, report=False)
     live_intents = pl.read_parquet(rec["intents"]).sort("market", "seq")
     offline_intents = pl.read_parquet(tmp_path / "offline" / "intents.parquet").sort("market", "seq")
     assert live_intents.height > 100

@@ -132,7 +132,7 @@ def test_faithful_mode_reproduces_state_from_recorded_fills(btc_events, btc_run,
         [BTC_QUOTES], [BTC_TRADES], [paper.out_dir / "fills.parquet"], settings.markets
     )
     assert not dead
-    faithful = replay(events, settings, tmp_path, paper=False, report=False)
+    faithful = replay(events, settings, tmp_path, venue=None, report=False)
     a, b = (
         paper.summary["markets"]["binance-futures:BTCUSDT"],
         faithful.summary["markets"]["binance-futures:BTCUSDT"],

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from mmflow.config import VenueConfig, load_settings
+from mmflow.config import LatencyConfig, QueueConfig, VenueConfig, load_settings
 from mmflow.connectors.paper_venue import PaperVenue
 from mmflow.models import BookTick, CancelAllIntent, Fill, HedgeIntent, QuoteIntent, Trade
 from tests import builders
@@ -22,9 +22,30 @@ def spec():
     return load_settings().markets[MKT]
 
 
+class FillsOnly:
+    """A paper venue whose market-data calls return only its fills (the order updates are
+    tested in test_venue_rules.py); everything else is the venue's own."""
+
+    def __init__(self, venue: PaperVenue) -> None:
+        self.venue = venue
+
+    def __getattr__(self, name: str):
+        return getattr(self.venue, name)
+
+    def on_book(self, tick: BookTick) -> list[Fill]:
+        return [r for r in self.venue.on_book(tick) if isinstance(r, Fill)]
+
+    def on_trade(self, t: Trade) -> list[Fill]:
+        return [r for r in self.venue.on_trade(t) if isinstance(r, Fill)]
+
+
 def make_venue(spec, ratio: str = "1", order_ms: float = 10.0, cancel_ms: float = 20.0) -> PaperVenue:
-    cfg = VenueConfig(order_latency_ms=order_ms, cancel_latency_ms=cancel_ms, at_price_fill_ratio=D(ratio))
-    return PaperVenue(MKT, spec, cfg)
+    """Front of the queue (these tests are about matching, not queues) and constant latency."""
+    cfg = VenueConfig(
+        latency=LatencyConfig(order_ms=order_ms, cancel_ms=cancel_ms),
+        queue=QueueConfig(model="front", at_price_fill_ratio=D(ratio)),
+    )
+    return FillsOnly(PaperVenue(MKT, spec, cfg))  # type: ignore[return-value]
 
 
 @pytest.fixture
@@ -303,8 +324,9 @@ def test_cancel_all_before_live_means_never_live(venue: PaperVenue) -> None:
 def test_hedge_buy_ioc_executes_at_touch_after_order_latency(venue: PaperVenue, spec) -> None:
     venue.on_book(book(0, "77.00", "1", "77.01", "5"))
     assert venue.submit(hedge(1_000, "h1", "buy", "0.010", "77.05"))
-    assert venue.on_book(book(1_000 + ORDER_LAT_US - 1, "77.00", "1", "77.01", "5")) == []
-    fills = venue.on_book(book(1_000 + ORDER_LAT_US, "77.00", "1", "77.02", "0.004"))
+    assert venue.on_book(book(1_000 + ORDER_LAT_US - 1, "77.00", "1", "77.02", "0.004")) == []
+    # It arrives at 11_000 and meets the book prevailing then (the one stamped 10_999).
+    fills = venue.on_book(book(1_000 + ORDER_LAT_US, "77.00", "1", "77.03", "9"))
     assert len(fills) == 1
     f = fills[0]
     assert (f.market, f.ts, f.intent_id, f.side, f.px, f.qty) == (
@@ -324,6 +346,7 @@ def test_hedge_buy_ioc_executes_at_touch_after_order_latency(venue: PaperVenue, 
 
 
 def test_hedge_sell_ioc_executes_at_best_bid(venue: PaperVenue, spec) -> None:
+    venue.on_book(book(0, "77.00", "2", "77.01", "5"))
     venue.submit(hedge(0, "h1", "sell", "0.010", "76.95"))
     fills = venue.on_book(book(ORDER_LAT_US, "77.00", "2", "77.01", "5"))
     assert [(f.side, f.px, f.qty, f.liquidity, f.source) for f in fills] == [
@@ -333,6 +356,7 @@ def test_hedge_sell_ioc_executes_at_best_bid(venue: PaperVenue, spec) -> None:
 
 
 def test_hedge_ioc_at_exactly_its_limit_fills(venue: PaperVenue) -> None:
+    venue.on_book(book(0, "77.00", "2", "77.01", "5"))
     venue.submit(hedge(0, "h1", "buy", "0.010", "77.01"))
     assert [f.px for f in venue.on_book(book(ORDER_LAT_US, "77.00", "2", "77.01", "5"))] == [D("77.01")]
 
@@ -341,6 +365,7 @@ def test_hedge_ioc_at_exactly_its_limit_fills(venue: PaperVenue) -> None:
 def test_hedge_ioc_with_limit_worse_than_touch_does_not_fill(
     venue: PaperVenue, side: str, limit: str
 ) -> None:
+    venue.on_book(book(0, "77.00", "5", "77.01", "5"))
     venue.submit(hedge(0, "h1", side, "0.010", limit))
     assert venue.on_book(book(ORDER_LAT_US, "77.00", "5", "77.01", "5")) == []
     # IOC: it does not wait for the book to come back within its limit
@@ -361,6 +386,8 @@ def test_duplicate_intent_ids_are_ignored(venue: PaperVenue) -> None:
     h = hedge(0, "h1", "buy", "0.010", "80")
     assert venue.submit(h) is True
     assert venue.submit(h) is False
+    # q1 and h1 arrive at 10_000 (a book without asks crossing q1), then the asks drop through q1.
+    venue.on_book(book(ORDER_LAT_US - 1, "76.50", "1", "77.50", "1"))
     fills = venue.on_book(book(ORDER_LAT_US, "76.50", "1", "76.60", "1"))
     assert sorted((f.intent_id, f.qty) for f in fills) == [("h1", D("0.010")), ("q1", D("0.010"))]
 

@@ -61,7 +61,19 @@ def _make_run(out: pathlib.Path, *, with_fills: bool = True, rows: int = 360) ->
                 inv += qty if side == "buy" else -qty
                 pnl += _q(Decimal(str(rng.gauss(0.002, 0.01))), "0.000001")
                 fills.append(
-                    (ts, market, f"f{len(fills)}", f"i{i}", side, px, qty, Decimal("0"), "maker", "maker")
+                    (
+                        ts,
+                        market,
+                        f"f{len(fills)}",
+                        f"i{i}",
+                        side,
+                        px,
+                        qty,
+                        Decimal("0"),
+                        "maker",
+                        "maker",
+                        "trade_through",
+                    )
                 )
                 n_fills["maker"] += 1
                 if abs(inv) > Decimal("0.01"):
@@ -78,6 +90,7 @@ def _make_run(out: pathlib.Path, *, with_fills: bool = True, rows: int = 360) ->
                             _q(mid * abs(inv) * Decimal("0.0004"), "0.000001"),
                             "taker",
                             "hedge",
+                            "ioc",
                         )
                     )
                     pnl -= _q(mid * abs(inv) * Decimal("0.0004"), "0.000001")
@@ -99,6 +112,8 @@ def _make_run(out: pathlib.Path, *, with_fills: bool = True, rows: int = 360) ->
                     trend,
                     pnl_guard,
                     inv,
+                    Decimal(0),  # hedge_in_flight
+                    2 if quoting else 0,  # open_orders
                     pnl,
                     float(2 * half / mid * 10_000),
                     1 if 300 <= i < 310 else 0,  # stale_guard

@@ -42,6 +42,7 @@ from mmflow.flows.runtime import MarketRuntime
 from mmflow.models import BookTick, Control, DeadLetter, Fill, Trade
 from mmflow.outputs import Outputs
 from mmflow.wire import encode
+from tests.builders import paper_runtime
 from tests.conftest import json_values
 
 D = Decimal
@@ -547,7 +548,7 @@ def drive(records: list[Record]) -> tuple[dict[str, list[Any]], dict[str, bytes]
     """
     metrics = Metrics()
     decode = make_decoder(SETTINGS, metrics)
-    runtimes = {m: MarketRuntime(m, SETTINGS, paper=True) for m in MARKETS}
+    runtimes = {m: paper_runtime(m, SETTINGS) for m in MARKETS}
     outputs: dict[str, list[Any]] = {m: [] for m in MARKETS}
     for n, rec in enumerate(records):
         where = f"record {n} ({rec.kind or 'good'}): {rec.raw[:300]!r}"
@@ -646,11 +647,9 @@ def check_flow_scenario(records: list[Record], batch_size: int, tag: str) -> Non
         BAD[f"flow_{r.kind}"] += 1
     metrics = Metrics()
     outputs, _ = run_events(
-        [r.raw for r in records], SETTINGS, paper=True, metrics=metrics, batch_size=batch_size, workers=1
+        [r.raw for r in records], SETTINGS, metrics=metrics, batch_size=batch_size, workers=1
     )
-    clean, _ = run_events(
-        [r.raw for r in records if not r.bad], SETTINGS, paper=True, batch_size=batch_size, workers=1
-    )
+    clean, _ = run_events([r.raw for r in records if not r.bad], SETTINGS, batch_size=batch_size, workers=1)
     dead = outputs.dead
     detail = [(r.kind, r.raw[:200]) for r in bad]
     assert len(dead) == len(bad), f"dead letters {[d.reason for d in dead]} for bad records {detail}"
@@ -691,7 +690,7 @@ def test_runtime_dead_letters_keep_the_original_bytes() -> None:
         orjson.loads(encode(ctx.book("binance-futures:SOLUSDT", T0))), option=orjson.OPT_SORT_KEYS
     )
     CASES["fixed_original_bytes"] += 1
-    outputs, _ = run_events([book, trade, resent, late], SETTINGS, paper=True, workers=1)
+    outputs, _ = run_events([book, trade, resent, late], SETTINGS, workers=1)
     assert sorted(d.reason.split(" ")[0] for d in outputs.dead) == ["duplicate", "out"]
     assert sorted(d.raw for d in outputs.dead) == sorted([resent, late])
 
@@ -713,7 +712,7 @@ def test_replay_survives_a_decimal_finer_than_its_outputs(where: str, tmp_path: 
     doc = orjson.loads(encode(event))
     doc[key] = "0.0000000000000000001" if key != "fee" else "-0.0000000000000000001"
     bad = orjson.dumps(doc)
-    result = replay([*good, bad], SETTINGS, tmp_path, paper=True, report=False, workers=1)
+    result = replay([*good, bad], SETTINGS, tmp_path, report=False, workers=1)
     assert result.summary["dead_letters"] == 1
     assert [d.raw for d in result.outputs.dead] == [bad]
 

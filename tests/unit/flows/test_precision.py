@@ -92,7 +92,7 @@ def test_a_fill_price_with_18_decimals_is_written(tmp_path: Path) -> None:
             [("buy", "150.123456789012345678"), ("sell", "150.223456789012345671")]
         )
     ]
-    result = replay([*book, *fills], settings(), tmp_path / "out", paper=False, report=False)
+    result = replay([*book, *fills], settings(), tmp_path / "out", venue=None, report=False)
     summary = result.summary["markets"][SOL]
     realized = D(summary["realized_pnl_quote"])
     assert -realized.as_tuple().exponent <= 18 and realized > 0

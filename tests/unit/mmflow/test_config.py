@@ -342,7 +342,8 @@ strategy:
   spreads:
     min_bps: 5
 venue:
-  order_latency_ms: 12.5
+  latency:
+    order_ms: 12.5
 markets:
   bybit:SOLUSDT: {tick_size: "0.001", lot_size: "0.01", min_qty: "0.01"}
 """,
@@ -352,7 +353,7 @@ markets:
     assert s.strategy.hedger.cooldown_s == 5.0
     assert s.strategy.hedger.target_base == D("0.001")  # untouched defaults survive the merge
     assert s.strategy.spreads.min_bps == 5.0 and s.strategy.spreads.max_bps == 13.0
-    assert s.venue.order_latency_ms == 12.5
+    assert s.venue.latency.order_ms == 12.5
     assert s.markets[SOL].lot_size == D("0.01")
 
 
@@ -421,20 +422,20 @@ def test_decimals_via_set_stay_exact() -> None:
             "strategy.safety.max_position_base=0.2",  # the hedger must trigger below the hard limit
             "strategy.hedger.target_base=0.003",
             "strategy.pnl_guard.trigger_quote=-0.35",
-            "venue.at_price_fill_ratio=0.3",
+            "venue.queue.at_price_fill_ratio=0.3",
         ]
     )
     assert s.strategy.hedger.trigger_base == D("0.1")
     assert str(s.strategy.hedger.trigger_base) == "0.1"
     assert s.strategy.hedger.target_base == D("0.003")
     assert s.strategy.pnl_guard.trigger_quote == D("-0.35")
-    assert s.venue.at_price_fill_ratio == D("0.3")
-    assert s.venue.at_price_fill_ratio != D(0.3)  # not via a binary float
+    assert s.venue.queue.at_price_fill_ratio == D("0.3")
+    assert s.venue.queue.at_price_fill_ratio != D(0.3)  # not via a binary float
 
 
 def test_decimals_via_env_stay_exact(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MMFLOW_VENUE__AT_PRICE_FILL_RATIO", "0.3")
-    assert str(load_settings().venue.at_price_fill_ratio) == "0.3"
+    monkeypatch.setenv("MMFLOW_VENUE__QUEUE__AT_PRICE_FILL_RATIO", "0.3")
+    assert str(load_settings().venue.queue.at_price_fill_ratio) == "0.3"
 
 
 def test_parse_set_shapes() -> None:
@@ -462,7 +463,7 @@ def test_parse_set_shapes() -> None:
         (["strategy.hedger.bogus=1"], ["strategy.hedger.bogus"]),
         (["nonsense=1"], ["nonsense"]),
         (["strategy.pnl_guard.size_mult=1.5"], ["strategy.pnl_guard.size_mult"]),
-        (["venue.at_price_fill_ratio=2"], ["venue.at_price_fill_ratio"]),
+        (["venue.queue.at_price_fill_ratio=2"], ["venue.queue.at_price_fill_ratio"]),
         (["strategy.volatility.window=abc"], ["strategy.volatility.window"]),
         (["markets.bybit:SOLUSDT.tick_size=0"], ["markets.bybit:SOLUSDT.tick_size"]),
         (["preset=phase3"], ["preset"]),
@@ -640,10 +641,10 @@ def test_several_problems_come_back_on_one_line(monkeypatch: pytest.MonkeyPatch)
 
 def test_validation_errors_come_back_on_one_line() -> None:
     with pytest.raises(ConfigError) as info:
-        load_settings(overrides=["strategy.hedger.cooldown_s=-1", "venue.order_latency_ms=-1"])
+        load_settings(overrides=["strategy.hedger.cooldown_s=-1", "venue.latency.order_ms=-1"])
     message = str(info.value)
     assert "\n" not in message
-    assert "strategy.hedger.cooldown_s" in message and "venue.order_latency_ms" in message
+    assert "strategy.hedger.cooldown_s" in message and "venue.latency.order_ms" in message
 
 
 def test_env_json_targets(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ from mmflow.flows.runtime import MarketRuntime
 from mmflow.models import CancelAllIntent, Incarnation, Position, QuoteIntent
 from mmflow.outputs import Outputs
 from mmflow.wire import encode
-from tests.builders import SOL, T0, S, control, fill, maker, settings, tick, warm
+from tests.builders import SOL, T0, S, control, fill, maker, paper_runtime, settings, tick, warm
 
 WARM_TS = T0 + 5 * S
 
@@ -53,7 +53,7 @@ def test_a_fill_for_an_intent_never_sent_is_refused() -> None:
 
 
 def test_a_refused_fill_is_a_dead_letter_and_changes_nothing() -> None:
-    rt = MarketRuntime(SOL, settings(), paper=True)
+    rt = paper_runtime(SOL, settings())
     out = Outputs()
     for i in range(6):
         rt.process(tick(T0 + i * S), out)
@@ -84,7 +84,7 @@ def test_a_new_incarnation_cancels_first_and_numbers_its_own_ids() -> None:
 
 
 def test_runtime_take_over_is_journalled_once() -> None:
-    rt = MarketRuntime(SOL, settings(), paper=False)
+    rt = MarketRuntime(SOL, settings())
     out = Outputs()
     rt.take_over("abc", T0, out)
     rt.take_over("abc", T0, out)  # the same process again: nothing
@@ -173,7 +173,7 @@ def test_a_record_from_the_future_is_refused_without_moving_the_clock() -> None:
 
 
 def test_every_control_command_is_counted() -> None:
-    rt = MarketRuntime(SOL, settings(), paper=False)
+    rt = MarketRuntime(SOL, settings())
     out = Outputs()
     for i in range(6):
         rt.process(tick(T0 + i * S), out)

@@ -30,7 +30,7 @@ from mmflow.models import (
 from mmflow.outputs import Outputs
 from mmflow.strategy.market import MarketMaker
 from mmflow.wire import encode
-from tests.builders import SOL, T0, S, control, fill, settings, tick, trade, warm
+from tests.builders import SOL, T0, S, control, fill, paper_runtime, settings, tick, trade, warm
 
 MKT = SOL
 WARM_TS = T0 + 5 * S  # the first quote
@@ -208,7 +208,7 @@ GAP_END_TS = WARM_TS + 7 * S  # 7 s of silence after the first quote
 )
 @pytest.mark.parametrize("enabled", [True, False], ids=["guard_on", "guard_off"])
 def test_runtime_pulls_quotes_before_venue_matches_gap_ending_event(gap_end, enabled):
-    rt = MarketRuntime(MKT, settings() if enabled else settings(OFF["stale"]), paper=True)
+    rt = paper_runtime(MKT, settings() if enabled else settings(OFF["stale"]))
     warm_runtime(rt)
     assert rt.venue is not None and {o.side for o in rt.venue.orders} == {"buy", "sell"}
     out = Outputs()
@@ -233,7 +233,7 @@ def test_runtime_pulls_quotes_before_venue_matches_gap_ending_event(gap_end, ena
 
 
 def test_runtime_check_stale_timer_emits_cancel_once():
-    rt = MarketRuntime(MKT, settings(), paper=True)
+    rt = paper_runtime(MKT, settings())
     warm_runtime(rt)
     out = Outputs()
     rt.check_stale(WARM_TS + STALE_US, out)
@@ -244,7 +244,7 @@ def test_runtime_check_stale_timer_emits_cancel_once():
     assert len(out.intents) == 1
     # the venue holds no live order once the cancel's latency has passed
     assert rt.venue is not None
-    cancel_done = WARM_TS + STALE_US + int(rt.venue.cfg.cancel_latency_ms * 1000)
+    cancel_done = WARM_TS + STALE_US + int(rt.venue.cfg.latency.cancel_ms * 1000)
     live = [o for o in rt.venue.orders if o.live_from <= cancel_done < o.cancel_at and o.remaining > 0]
     assert live == []
 
@@ -282,7 +282,7 @@ def test_long_at_or_past_limit_quotes_no_bid(qty):
     assert q.bid_px is None and q.bid_qty is None
     assert (q.ask_px, q.ask_qty) == (D("150.06"), D("0.011"))
     assert "position_limit" in q.reasons
-    assert q.reasons == ("position_limit", "soft_cap")
+    assert q.reasons == ("soft_cap", "position_limit")
 
 
 @pytest.mark.parametrize("qty", ["0.10", "0.15"])
@@ -294,17 +294,21 @@ def test_short_at_or_past_limit_quotes_no_ask(qty):
     q = out[0]
     assert q.ask_px is None and q.ask_qty is None
     assert (q.bid_px, q.bid_qty) == (D("149.95"), D("0.011"))
-    assert q.reasons == ("position_limit", "soft_cap")
+    assert q.reasons == ("soft_cap", "position_limit")
 
 
 @pytest.mark.parametrize("side", ["buy", "sell"])
-def test_just_below_limit_quotes_both_sides(side):
+def test_just_below_limit_the_adding_side_is_cut_to_the_room_left(side):
+    """At 0.099 of a 0.10 limit a full-size bid could take the position to 0.110: the adding side
+    is cut to the 0.001 left (the worst case stays inside the limit), the other side is whole."""
     mm = limited_maker()
     out = quote_at_inventory(mm, side, "0.099")
     q = out[0]
     assert q.bid_px == D("149.95") and q.ask_px == D("150.06")
-    assert q.bid_qty and q.ask_qty
-    assert "position_limit" not in q.reasons
+    adding, reducing = (q.bid_qty, q.ask_qty) if side == "buy" else (q.ask_qty, q.bid_qty)
+    assert adding == D("0.001")
+    assert reducing == D("0.011")
+    assert "position_limit" in q.reasons
 
 
 @pytest.mark.parametrize("side", ["buy", "sell"])
@@ -490,7 +494,7 @@ def test_decoder_fans_star_control_out_to_every_market():
         assert chunk == [replace(ctrl, market=m)]
     # each market's runtime halts on its copy
     for m, chunk in chunks.items():
-        rt = MarketRuntime(m, s, paper=True)
+        rt = paper_runtime(m, s)
         res = Outputs()
         for ev in chunk:
             rt.process(ev, res)
@@ -534,7 +538,7 @@ REFUSAL_HISTORY_END = WARM_TS + S // 2
 
 
 def refusal_runtime() -> MarketRuntime:
-    rt = MarketRuntime(MKT, settings(), paper=True)
+    rt = paper_runtime(MKT, settings())
     warm_runtime(rt)
     out = Outputs()
     rt.process(trade(WARM_TS + S // 4, "t1", side="buy", px="150.01", qty="0.5"), out)
@@ -634,7 +638,7 @@ SCENARIOS = {
 @pytest.mark.parametrize("gauge", list(SCENARIOS))
 def test_metrics_gauge_set_for_engaged_guard_only(gauge):
     action, counter = SCENARIOS[gauge]
-    rt = MarketRuntime(MKT, settings(), paper=False)
+    rt = MarketRuntime(MKT, settings())
     out = warm_runtime(rt)
     action(rt, out)
     metrics, values = gauges_after(rt, out)
@@ -649,7 +653,7 @@ def test_metrics_gauge_set_for_engaged_guard_only(gauge):
 
 
 def test_metrics_gauges_all_zero_in_normal_trading():
-    rt = MarketRuntime(MKT, settings(), paper=False)
+    rt = MarketRuntime(MKT, settings())
     out = warm_runtime(rt)
     _, values = gauges_after(rt, out)
     assert values == {g: 0.0 for g in GAUGES}
@@ -665,7 +669,7 @@ def test_metrics_gauges_all_zero_in_normal_trading():
 )
 def test_metrics_gauge_stays_zero_when_guard_disabled(gauge, override):
     action, _ = SCENARIOS[gauge]
-    rt = MarketRuntime(MKT, settings(override), paper=False)
+    rt = MarketRuntime(MKT, settings(override))
     out = warm_runtime(rt)
     action(rt, out)
     _, values = gauges_after(rt, out)
@@ -673,7 +677,7 @@ def test_metrics_gauge_stays_zero_when_guard_disabled(gauge, override):
 
 
 def test_metrics_gauges_clear_after_resume_and_fresh_data():
-    rt = MarketRuntime(MKT, settings(), paper=False)
+    rt = MarketRuntime(MKT, settings())
     out = warm_runtime(rt)
     _halt(rt, out)
     _stale(rt, out)
