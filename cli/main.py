@@ -13,7 +13,7 @@ from mmflow.cli.args import common, inputs
 from mmflow.config import ConfigError, Settings, load_settings
 from mmflow.connectors.files import InputError, load_inputs
 from mmflow.connectors.metrics import Metrics
-from mmflow.connectors.synthetic import describe, generate
+from mmflow.connectors.synthetic import DEFAULT_SCENARIO, SCENARIOS, describe, generate
 from mmflow.flows.replay import replay
 
 VALIDATION_ROWS: tuple[tuple[str, str], ...] = (
@@ -21,6 +21,7 @@ VALIDATION_ROWS: tuple[tuple[str, str], ...] = (
     ("fees (quote)", "fees_quote"),
     ("final inventory", "final_inventory_base"),
     ("max |inventory|", "max_abs_inventory_base"),
+    ("longest |inv| > 0.02 (s)", "inventory_longest_above_s.0.02"),
     ("time |inv| <= 0.01", "inventory_time_share_below.0.01"),
     ("time |inv| <= 0.02", "inventory_time_share_below.0.02"),
     ("time |inv| <= 0.05", "inventory_time_share_below.0.05"),
@@ -43,7 +44,13 @@ def _get(d: dict[str, Any], dotted: str) -> Any:
     return d.get(dotted)
 
 
-def _fmt(value: Any) -> str:
+#: Rows whose float is a duration, not a share.
+_SECONDS_KEYS = frozenset({"inventory_longest_above_s.0.02"})
+
+
+def _fmt(value: Any, key: str = "") -> str:
+    if isinstance(value, float) and key in _SECONDS_KEYS:
+        return f"{value:,.1f}"
     if isinstance(value, float):
         return f"{value:.1%}" if value <= 1.0 else f"{value:,.1f}"
     return str(value)
@@ -59,7 +66,7 @@ def comparison_table(results: dict[str, dict[str, Any]]) -> str:
         lines.append(f"\n{market}")
         lines.append(f"  {'metric':<26}" + "".join(f"{n:>{max(width, 16)}}" for n in names))
         for label, key in VALIDATION_ROWS:
-            cells = [_fmt(_get(results[n]["markets"].get(market, {}), key)) for n in names]
+            cells = [_fmt(_get(results[n]["markets"].get(market, {}), key), key) for n in names]
             lines.append(f"  {label:<26}" + "".join(f"{c:>{max(width, 16)}}" for c in cells))
     return "\n".join(lines)
 
@@ -146,11 +153,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The embedded default: synthetic market, phase 1 vs phase 2, no file and no Kafka needed."""
-    events = generate(seconds=args.seconds, seed=args.seed)
+    events = generate(seconds=args.seconds, seed=args.seed, scenario=args.scenario)
     d = describe(events)
     print(
-        f"synthetic market synthetic:SYNTH-SOL: {d['events']:,} events ({d['books']:,} books, {d['trades']:,} trades) "
-        f"over {d['seconds']:.0f} s, seed {args.seed}"
+        f"synthetic market synthetic:SYNTH-SOL, scenario {args.scenario}: {d['events']:,} events "
+        f"({d['books']:,} books, {d['trades']:,} trades) over {d['seconds']:.0f} s, seed {args.seed}"
     )
     runs = {p: load_settings(p, None, args.set) for p in ("phase1", "phase2")}
     out = Path(args.out)
@@ -167,6 +174,12 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="synthetic market, phase 1 vs phase 2 (the embedded default)")
     p.add_argument("--seconds", type=float, default=1800.0)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default=DEFAULT_SCENARIO,
+        help=f"synthetic market to simulate (default {DEFAULT_SCENARIO}; quiet is the historic market)",
+    )
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--quiet", action="store_true")

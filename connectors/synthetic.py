@@ -1,9 +1,15 @@
 """Synthetic market: a seeded, deterministic stream of book ticks and trades.
 
 This is the embedded default data source, so the product can run (demo, backtest, tests) without
-a recorded file. The shape is chosen to exercise the strategy: quiet stretches where quoting
-earns the spread, volatile bursts where spreads must widen, and downtrends where a long
-inventory bleeds and the trend guard has to act.
+a recorded file. Two named scenarios (``SCENARIOS``, ``generate(..., scenario=...)``):
+
+- ``quiet`` (the historic market, byte-for-byte): calm stretches, volatile bursts where spreads
+  must widen, and downtrends where a long inventory bleeds and the trend guard has to act.
+- ``one_sided`` (the demo's default): episodes of one-sided selling (liquidation or informed flow)
+  that keep sweeping the bid while the price drifts down slowly, between two-sided periods. It is
+  built to reproduce what the phase-2 analysis saw under phase 1: inventory building past 0.045,
+  held above 0.02 for 10+ s while the hedger works, and the PnL guard engaging. Its parameters
+  and their reasons are at ``_FLOWS``.
 
 Determinism: only ``random.Random(seed)`` is used, and only through ``random()``/``randrange``/
 ``choices`` plus IEEE-exact float operations (+, -, *, /, sqrt, floor). No ``gauss``/``log``/``**``,
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -57,66 +64,72 @@ def _normal(rng: random.Random) -> float:
     return r() + r() + r() + r() + r() + r() + r() + r() + r() + r() + r() + r() - 6.0
 
 
-def generate(
-    market: str = "synthetic:SYNTH-SOL",
-    seconds: float = 1800.0,
-    seed: int = 7,
-    start_us: int = 1_767_225_600_000_000,
-    start_px: Decimal = Decimal("150.00"),
-    tick: Decimal = Decimal("0.01"),
-    lot: Decimal = Decimal("0.001"),
-) -> list[BookTick | Trade]:
-    """Simulate ``seconds`` of one market; events sorted by ``ts_recv`` (ties keep generation order).
+class _Tape:
+    """The events of one run and the helpers that build them on the tick/lot grid.
 
-    A latent fair price (float, in ticks) follows a regime-switching random walk; the published
-    book is quantised around it. Trades print at the last published touch; a sweep prints at
-    every level it walks through and moves the fair price with it (permanent impact).
+    Shared by every scenario; the order of its ``rng`` calls is part of each scenario's output.
     """
-    rng = random.Random(seed)
-    lot_f = float(lot)
-    anchor = float((start_px / tick).to_integral_value())
-    fair = anchor
-    n_steps = int(seconds * 1_000_000) // _STEP_US
-    events: list[BookTick | Trade] = []
-    last_ts = start_us
-    trade_n = 0
 
-    def lots(sol: float) -> Decimal:
-        return Decimal(max(1, int(sol / lot_f))) * lot
+    def __init__(self, rng: random.Random, market: str, start_us: int, tick: Decimal, lot: Decimal) -> None:
+        self.rng = rng
+        self.market = market
+        self.tick = tick
+        self.lot = lot
+        self.lot_f = float(lot)
+        self.events: list[BookTick | Trade] = []
+        self.last_ts = start_us
+        self.trade_n = 0
 
-    def stamp(ts: int) -> tuple[int, int]:
+    def lots(self, sol: float) -> Decimal:
+        return Decimal(max(1, int(sol / self.lot_f))) * self.lot
+
+    def stamp(self, ts: int) -> tuple[int, int]:
         """Exchange time (kept non-decreasing in causal order) and a 1-30 ms later receive time."""
-        nonlocal last_ts
-        last_ts = max(ts, last_ts)
-        return last_ts, last_ts + rng.randrange(1_000, 30_001)
+        self.last_ts = max(ts, self.last_ts)
+        return self.last_ts, self.last_ts + self.rng.randrange(1_000, 30_001)
 
-    def publish(ts: int) -> tuple[int, int]:
-        """Quantise the fair price into a book (spread by regime) and emit it; return the touch."""
-        s = rng.choices(*reg.spreads)[0]
+    def publish(
+        self, ts: int, fair: float, spreads: tuple[tuple[int, ...], tuple[float, ...]]
+    ) -> tuple[int, int]:
+        """Quantise the fair price into a book (spread drawn from ``spreads``), emit it, return the touch."""
+        rng = self.rng
+        s = rng.choices(*spreads)[0]
         b = max(1, math.floor(fair - (s - 1) / 2))
-        ts_ex, ts_rv = stamp(ts)
+        ts_ex, ts_rv = self.stamp(ts)
         u, v = rng.random(), rng.random()
-        events.append(BookTick(
-            market=market, ts_exchange=ts_ex, ts_recv=ts_rv,
-            bid_px=Decimal(b) * tick, bid_qty=lots(5.0 + 495.0 * u * u * u),
-            ask_px=Decimal(b + s) * tick, ask_qty=lots(5.0 + 495.0 * v * v * v),
+        tick = self.tick
+        self.events.append(BookTick(
+            market=self.market, ts_exchange=ts_ex, ts_recv=ts_rv,
+            bid_px=Decimal(b) * tick, bid_qty=self.lots(5.0 + 495.0 * u * u * u),
+            ask_px=Decimal(b + s) * tick, ask_qty=self.lots(5.0 + 495.0 * v * v * v),
         ))  # fmt: skip
         return b, b + s
 
-    def trade(ts: int, side: str, px_ticks: int, sol: float) -> None:
-        nonlocal trade_n
-        trade_n += 1
-        ts_ex, ts_rv = stamp(ts)
-        events.append(Trade(
-            market=market, ts_exchange=ts_ex, ts_recv=ts_rv, trade_id=f"{market}-{trade_n}",
-            side=side, px=Decimal(px_ticks) * tick, qty=lots(min(sol, 50.0)),
+    def trade(self, ts: int, side: str, px_ticks: int, sol: float) -> None:
+        self.trade_n += 1
+        ts_ex, ts_rv = self.stamp(ts)
+        self.events.append(Trade(
+            market=self.market, ts_exchange=ts_ex, ts_recv=ts_rv, trade_id=f"{self.market}-{self.trade_n}",
+            side=side, px=Decimal(px_ticks) * self.tick, qty=self.lots(min(sol, 50.0)),
         ))  # fmt: skip
 
+    def sorted_events(self) -> list[BookTick | Trade]:
+        self.events.sort(key=lambda e: e.ts_recv)
+        return self.events
+
+
+def _quiet(tape: _Tape, seconds: float, start_us: int, start_px: Decimal) -> None:
+    """Today's market: a regime-switching random walk (calm, volatile, down) with permanent-impact
+    sweeps; takers lean with the drift. Output is fixed: tests hold it to a recorded hash."""
+    rng, tick = tape.rng, tape.tick
+    anchor = float((start_px / tick).to_integral_value())
+    fair = anchor
+    n_steps = int(seconds * 1_000_000) // _STEP_US
     name = "calm"
     reg = _REGIMES[name]
     sigma = drift = 0.0
     regime_left = 0
-    bid, ask = publish(start_us)
+    bid, ask = tape.publish(start_us, fair, reg.spreads)
     for step in range(n_steps):
         if regime_left <= 0:  # enter the next regime of the Markov chain
             if step:
@@ -137,7 +150,7 @@ def generate(
         for slot in range(_SLOTS_PER_STEP):
             ts = t0 + slot * _SLOT_US
             if rng.random() < p_book:
-                bid, ask = publish(ts + rng.randrange(_SLOT_US))
+                bid, ask = tape.publish(ts + rng.randrange(_SLOT_US), fair, reg.spreads)
             if rng.random() >= p_trade:
                 continue
             ts_trade = ts + rng.randrange(_SLOT_US)
@@ -146,13 +159,145 @@ def generate(
             if rng.random() < reg.sweep_p:  # a large taker walks 1-5 ticks through the touch
                 k = rng.randrange(1, 6)
                 for level in range(k + 1):
-                    trade(ts_trade, side, touch + sign * level, 1.0 + 9.0 * rng.random())
+                    tape.trade(ts_trade, side, touch + sign * level, 1.0 + 9.0 * rng.random())
                 fair = touch + sign * (k + 0.5)
-                bid, ask = publish(ts_trade + rng.randrange(200, 2_000))
+                bid, ask = tape.publish(ts_trade + rng.randrange(200, 2_000), fair, reg.spreads)
             else:  # heavy tail (Pareto, alpha=1): most 0.01-2, about 1% above 5
-                trade(ts_trade, side, touch, (0.01 + 0.03 * rng.random()) / (1.0 - rng.random()))
-    events.sort(key=lambda e: e.ts_recv)
-    return events
+                tape.trade(ts_trade, side, touch, (0.01 + 0.03 * rng.random()) / (1.0 - rng.random()))
+
+
+@dataclass(frozen=True, slots=True)
+class _Flow:
+    """One regime of the ``one_sided`` scenario; ranges are drawn afresh each time it is entered."""
+
+    sigma_bps: tuple[float, float]  # 1-s volatility of the fair price around its value
+    drift_bps_30s: tuple[float, float]  # drift of the value per 30 s
+    seconds: tuple[int, int]  # how long the regime lasts
+    book_rate: float  # book updates per second
+    trade_rate: float  # trades per second
+    sell_share: float  # share of trades that are sells
+    sweep_p: float  # share of trades that walk through the touch
+    sweep_ticks: tuple[int, int]  # how many ticks a sweep walks through the touch
+    impact: float  # share of a sweep's depth that stays in the fair price (1 = permanent)
+    pull: float  # per-second pull of the fair price back to the value (book resilience)
+    spreads: tuple[tuple[int, ...], tuple[float, ...]]  # spread in ticks, weights
+
+
+# Rates and sizes stay those of the quiet market: per-level sweep prints of 1-10 SOL, Pareto
+# small prints, 6-12 book updates/s, a 1-2 tick spread. What changes is who trades and how deep:
+# - calm: the quiet market's calm regime (permanent-impact sweeps of 1-5 ticks).
+# - two_sided: balanced flow with more frequent (20 % of 3 trades/s) and deeper (4-12 ticks, 3-8
+#   bps) sweeps that mostly revert (15 % stays; the book refills towards the value at 0.3/s): the
+#   choppy two-way market in which a 7-13 bps quote gets filled on both sides.
+# - liquidation: one-sided selling (85 % of 6 trades/s are sells, 35 % of those sweep 4-10 ticks
+#   through the bid: about 1.8 sell sweeps/s, ~60 SOL/s, a liquidation engine or an informed
+#   seller working a large order). The book is resilient (10 % of a sweep stays, refill at 0.5/s)
+#   and the value drifts down only 2-5 bps per 30 s, so the 30 s mid drop mostly stays under the
+#   trend filter's 10 bps: the maker keeps quoting its bid (at 5-6 ticks from the touch, inside the
+#   sweeps' reach) and is filled faster than the hedger's 0.03 per 2 s removes, until the soft cap
+#   halves the bid. That is the analysis' "more fills on bids -> inventory grows -> hedger can't
+#   keep up". Each regime lasts 40-150 s; two_sided is followed by liquidation 70 % of the time.
+_FLOWS: dict[str, _Flow] = {
+    "calm": _Flow((1.0, 2.0), (0.0, 0.0), (40, 120), 6.0, 1.5, 0.5, 0.03, (1, 5), 1.0, 0.0, ((1,), (1.0,))),
+    "two_sided": _Flow(
+        (1.0, 2.0), (0.0, 0.0), (60, 150), 8.0, 3.0, 0.5, 0.2, (4, 12), 0.15, 0.3, ((1, 2), (0.8, 0.2))
+    ),
+    "liquidation": _Flow(
+        (0.8, 1.5), (-5.0, -2.0), (60, 120), 12.0, 6.0, 0.85, 0.35, (4, 10), 0.1, 0.5, ((1, 2), (0.7, 0.3))
+    ),
+}
+_FLOW_NEXT: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
+    "calm": (("two_sided", "liquidation"), (0.5, 0.5)),
+    "two_sided": (("liquidation", "calm"), (0.7, 0.3)),
+    "liquidation": (("two_sided", "calm"), (0.8, 0.2)),
+}
+
+
+def _one_sided(tape: _Tape, seconds: float, start_us: int, start_px: Decimal) -> None:
+    """Episodes of one-sided selling that keep sweeping the bid, between two-sided periods.
+
+    A ``value`` level carries the regime's drift (with the quiet market's weak pull back to the
+    start price); the fair price is noise around it, pulled back at ``pull`` per second, and
+    kicked by sweeps, of which only ``impact`` stays. Fills for a maker come from prints that
+    trade *through* its price (a sweep's deeper levels), not from at-price prints or the touch.
+    """
+    rng, tick = tape.rng, tape.tick
+    anchor = float((start_px / tick).to_integral_value())
+    fair = value = anchor
+    n_steps = int(seconds * 1_000_000) // _STEP_US
+    name = "two_sided"
+    reg = _FLOWS[name]
+    sigma = drift = 0.0
+    regime_left = 0
+    bid, ask = tape.publish(start_us, fair, reg.spreads)
+    for step in range(n_steps):
+        if regime_left <= 0:
+            if step:
+                name = rng.choices(*_FLOW_NEXT[name])[0]
+                reg = _FLOWS[name]
+            regime_left = rng.randrange(reg.seconds[0], reg.seconds[1] + 1) * 1_000_000 // _STEP_US
+            sigma = rng.uniform(*reg.sigma_bps)
+            drift = rng.uniform(*reg.drift_bps_30s) / 30.0
+        regime_left -= 1
+        bps = value / 10_000.0
+        value += (drift * bps + (anchor - value) / 3600.0) * 0.1
+        fair += (value - fair) * reg.pull * 0.1 + sigma * bps * math.sqrt(0.1) * _normal(rng)
+        fair = max(fair, 1.0)
+        p_book, p_trade = reg.book_rate * _SLOT_US / 1e6, reg.trade_rate * _SLOT_US / 1e6
+        t0 = start_us + step * _STEP_US
+        for slot in range(_SLOTS_PER_STEP):
+            ts = t0 + slot * _SLOT_US
+            if rng.random() < p_book:
+                bid, ask = tape.publish(ts + rng.randrange(_SLOT_US), fair, reg.spreads)
+            if rng.random() >= p_trade:
+                continue
+            ts_trade = ts + rng.randrange(_SLOT_US)
+            side = "sell" if rng.random() < reg.sell_share else "buy"
+            sign, touch = (1, ask) if side == "buy" else (-1, bid)
+            if rng.random() < reg.sweep_p:
+                k = rng.randrange(reg.sweep_ticks[0], reg.sweep_ticks[1] + 1)
+                for level in range(k + 1):
+                    tape.trade(ts_trade, side, touch + sign * level, 1.0 + 9.0 * rng.random())
+                fair += (touch + sign * (k + 0.5) - fair) * reg.impact
+                if reg.impact >= 1.0:
+                    value = fair
+                bid, ask = tape.publish(ts_trade + rng.randrange(200, 2_000), fair, reg.spreads)
+            else:
+                tape.trade(ts_trade, side, touch, (0.01 + 0.03 * rng.random()) / (1.0 - rng.random()))
+
+
+#: The named markets ``generate`` can simulate; ``DEFAULT_SCENARIO`` is the demo's.
+SCENARIOS: dict[str, Callable[[_Tape, float, int, Decimal], None]] = {
+    "one_sided": _one_sided,
+    "quiet": _quiet,
+}
+DEFAULT_SCENARIO = "one_sided"
+
+
+def generate(
+    market: str = "synthetic:SYNTH-SOL",
+    seconds: float = 1800.0,
+    seed: int = 7,
+    start_us: int = 1_767_225_600_000_000,
+    start_px: Decimal = Decimal("150.00"),
+    tick: Decimal = Decimal("0.01"),
+    lot: Decimal = Decimal("0.001"),
+    scenario: str = "quiet",
+) -> list[BookTick | Trade]:
+    """Simulate ``seconds`` of one market; events sorted by ``ts_recv`` (ties keep generation order).
+
+    A latent fair price (float, in ticks) follows the scenario's regime-switching random walk; the
+    published book is quantised around it. Trades print at the last published touch; a sweep
+    prints at every level it walks through and moves the fair price with it. ``scenario`` names
+    one of ``SCENARIOS`` (``quiet``, the historic default, or ``one_sided``).
+    """
+    try:
+        run = SCENARIOS[scenario]
+    except KeyError:
+        raise ValueError(f"unknown scenario {scenario!r}, expected one of {sorted(SCENARIOS)}") from None
+    tape = _Tape(random.Random(seed), market, start_us, tick, lot)
+    run(tape, seconds, start_us, start_px)
+    return tape.sorted_events()
 
 
 def describe(events: list[BookTick | Trade]) -> dict[str, object]:

@@ -233,6 +233,8 @@ class MarketRuntime:
             "operator_halts": v.operator_halts,
             "halted_at_end": v.operator_halt or v.loss_halt,
             "open_lots": [[str(q), str(p)] for q, p in v.open_lots],
+            # The analysis' "0.027 held for 15 s": the longest stretch with |inventory| above 0.02.
+            "inventory_longest_above_s": s.longest_above_s(),
             "thresholds": {
                 "pnl_guard_trigger_quote": str(cfg.pnl_guard.trigger_quote),
                 "regime_threshold_bps": cfg.regime.threshold_bps,

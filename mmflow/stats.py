@@ -11,6 +11,8 @@ from mmflow.models import Fill, Intent
 
 #: |inventory| thresholds for the time-share metric (the analysis wants "mostly under 0.01").
 INVENTORY_BANDS: tuple[Decimal, ...] = (Decimal("0.01"), Decimal("0.02"), Decimal("0.05"))
+#: |inventory| above which a stretch counts as "stuck" (the analysis saw 0.027 held for 15 s).
+STRETCH_BAND = Decimal("0.02")
 ZERO = Decimal(0)
 
 
@@ -31,6 +33,8 @@ class MarketStats:
         "last_us",
         "bucket_us",
         "_bucket",
+        "longest_above_us",
+        "_above_since",
     )
 
     def __init__(self) -> None:
@@ -43,6 +47,10 @@ class MarketStats:
         # every band. One list add per event instead of a Decimal comparison per band.
         self.bucket_us = [0] * (len(INVENTORY_BANDS) + 1)
         self._bucket = 0
+        # The longest time |inventory| stayed above STRETCH_BAND without a break, and the start of
+        # the stretch in progress (None while at or below the band).
+        self.longest_above_us = 0
+        self._above_since: int | None = None
 
     def advance(self, now_us: int) -> None:
         """Credit the time since the last event to the inventory held during it."""
@@ -70,6 +78,12 @@ class MarketStats:
         )
         if abs_inv > self.max_abs_inventory:
             self.max_abs_inventory = abs_inv
+        if abs_inv > STRETCH_BAND:
+            if self._above_since is None:
+                self._above_since = self.last_us
+        elif self._above_since is not None:
+            self.longest_above_us = max(self.longest_above_us, self.last_us - self._above_since)
+            self._above_since = None
 
     def on_intent(self, intent: Intent) -> None:
         kind = intent.type
@@ -88,3 +102,11 @@ class MarketStats:
             below += us
             shares[str(band)] = round(below / total, 6) if total > 0 else 1.0
         return shares
+
+    def longest_above_s(self) -> dict[str, float]:
+        """The longest stretch with |inventory| above ``STRETCH_BAND``, in seconds of event time
+        (a stretch still open at the last event counts up to it)."""
+        longest = self.longest_above_us
+        if self._above_since is not None:
+            longest = max(longest, self.last_us - self._above_since)
+        return {str(STRETCH_BAND): round(longest / 1e6, 3)}

@@ -4,14 +4,18 @@ meant to survive (calm, volatile, downtrend)."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import statistics
 from decimal import Decimal
 
 import pytest
 
-from mmflow.connectors.synthetic import describe, generate
+from mmflow.config import load_settings
+from mmflow.connectors.synthetic import DEFAULT_SCENARIO, SCENARIOS, describe, generate
+from mmflow.flows.runtime import MarketRuntime
 from mmflow.models import BookTick, Trade
+from mmflow.outputs import Outputs
 
 TICK = Decimal("0.01")
 LOT = Decimal("0.001")
@@ -107,3 +111,97 @@ def test_describe(events: list[BookTick | Trade]) -> None:
     assert 1790 <= d["seconds"] <= 1801
     assert Decimal(d["min_px"]) < Decimal("150.00") < Decimal(d["max_px"])
     assert describe([])["min_px"] is None
+
+
+# -- scenarios ----------------------------------------------------------------------------------
+
+#: sha256 over ``repr`` of every event (one per line) of the generator before scenarios existed:
+#: "quiet" must stay that market byte for byte.
+QUIET_HASHES = {
+    (1800.0, 7): "09096c69484c50cd3044c3889c2edc0e59fe717f29fc3b87222330be4bfb4a57",
+    (120.0, 8): "889cd9b9a3a42801b2f655cadce8e47208fa310e72a9a52e3036c6294d01cd01",
+    (300.0, 1): "507c09b5f6ba45513d7071127057232e6cae6dacfbeba3f0444b5db3089260a5",
+}
+
+
+def _digest(evs: list[BookTick | Trade]) -> str:
+    h = hashlib.sha256()
+    for e in evs:
+        h.update(repr(e).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize(("seconds", "seed"), sorted(QUIET_HASHES))
+def test_quiet_is_the_historic_market(seconds: float, seed: int) -> None:
+    evs = generate(seconds=seconds, seed=seed, scenario="quiet")
+    assert _digest(evs) == QUIET_HASHES[(seconds, seed)]
+    assert generate(seconds=seconds, seed=seed) == evs  # still the function's default
+
+
+def test_scenarios_named_and_unknown_refused() -> None:
+    assert set(SCENARIOS) == {"one_sided", "quiet"}
+    assert DEFAULT_SCENARIO == "one_sided"
+    with pytest.raises(ValueError, match="unknown scenario"):
+        generate(seconds=10.0, scenario="nope")
+
+
+@pytest.fixture(scope="module")
+def one_sided() -> list[BookTick | Trade]:
+    return generate(seconds=1800.0, scenario="one_sided")
+
+
+def test_one_sided_deterministic_and_seed_sensitive(one_sided: list[BookTick | Trade]) -> None:
+    assert _digest(generate(seconds=1800.0, scenario="one_sided")) == _digest(one_sided)
+    assert generate(seconds=120.0, seed=8, scenario="one_sided") != generate(
+        seconds=120.0, scenario="one_sided"
+    )
+    assert generate(seconds=120.0, scenario="one_sided") != generate(seconds=120.0, scenario="quiet")
+
+
+def test_one_sided_plausible(one_sided: list[BookTick | Trade]) -> None:
+    """Same grids, spreads and trade sizes as the quiet market; more sells than buys."""
+    recv = [e.ts_recv for e in one_sided]
+    assert recv == sorted(recv)
+    for e in one_sided:
+        if isinstance(e, BookTick):
+            assert TICK <= e.ask_px - e.bid_px <= 2 * TICK
+            assert e.bid_px % TICK == 0 and e.bid_qty % LOT == 0
+        else:
+            assert e.px % TICK == 0 and 0 < e.qty <= 50 and e.qty % LOT == 0
+    d = describe(one_sided)
+    assert 1790 <= d["seconds"] <= 1801
+    assert d["sells"] > 2 * d["buys"]
+    assert 5 <= d["trades"] / d["seconds"] <= 20  # the quiet market: ~3/s
+    qty = sorted(t.qty for t in one_sided if isinstance(t, Trade))
+    assert qty[len(qty) // 2] <= 5
+    # The price drifts, but stays within a few percent of the start over half an hour.
+    assert Decimal("145") < Decimal(d["min_px"]) and Decimal(d["max_px"]) < Decimal("155")
+
+
+def _phase1_summary(evs: list[BookTick | Trade], preset: str = "phase1") -> dict[str, object]:
+    rt = MarketRuntime(evs[0].market, load_settings(preset))
+    out = Outputs()
+    for e in evs:
+        rt.process(e, out)
+    rt.finish(out)
+    return out.summaries[0]
+
+
+def test_one_sided_reproduces_the_analysis_under_phase1(one_sided: list[BookTick | Trade]) -> None:
+    """What phase2-decision-analysis.md saw: inventory reaching ~0.045 before the hedger flattens,
+    held above 0.02 for 10+ s (0.027 for 15 s there), the PnL guard engaging, flat far less often
+    than on the quiet market (99.6 %)."""
+    s = _phase1_summary(one_sided)
+    assert Decimal("0.045") <= Decimal(s["max_abs_inventory_base"]) <= Decimal("0.08")
+    assert s["inventory_longest_above_s"]["0.02"] >= 10.0
+    assert s["pnl_guard_engagements"] >= 1
+    assert s["inventory_time_share_below"]["0.01"] < 0.95
+    assert s["maker_fills"] > 3 * s["hedge_fills"] / 2  # the maker adds faster than one hedge per fill
+
+
+def test_one_sided_short_window_has_an_episode() -> None:
+    """The first ten minutes already hold a one-sided episode: the inventory figures appear."""
+    s = _phase1_summary(generate(seconds=600.0, scenario="one_sided"))
+    assert Decimal(s["max_abs_inventory_base"]) >= Decimal("0.045")
+    assert s["inventory_longest_above_s"]["0.02"] >= 10.0
