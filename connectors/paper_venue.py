@@ -135,7 +135,7 @@ class PaperVenue:
                 for order in crossed:
                     qty = self._lots(min(order.remaining, shown[order.side]))
                     if qty > 0:
-                        self._fill(order, qty, now, fills)
+                        self._fill(order, qty, now, fills, "touch")
                         shown[order.side] -= qty
             if crossed or now >= self._next_cancel:
                 self._expire(now)
@@ -168,7 +168,8 @@ class PaperVenue:
                     avail = left if px != order.px else left * self.cfg.at_price_fill_ratio
                     qty = self._lots(min(order.remaining, avail))
                     if qty > 0:
-                        self._fill(order, qty, now, fills)
+                        cause = "trade_at_price" if px == order.px else "trade_through"
+                        self._fill(order, qty, now, fills, cause)
                         left -= qty
             if live or now >= self._next_cancel:
                 self._expire(now)
@@ -190,7 +191,7 @@ class PaperVenue:
         return make_id(f"{self.market}-F{self.incarnation}", self.fill_seq)
 
     def _new_fill(
-        self, now: int, intent_id: str, side: str, px: Decimal, qty: Decimal, liquidity: str
+        self, now: int, intent_id: str, side: str, px: Decimal, qty: Decimal, liquidity: str, cause: str
     ) -> Fill:
         """A fill of ours, numbered, charged its fee and counted in the venue's position: a maker
         fill of a resting quote, or a taker fill of a hedge IOC."""
@@ -208,13 +209,14 @@ class PaperVenue:
             fee=product(px, qty, self.spec.maker_fee_rate if maker else self.spec.taker_fee_rate),
             liquidity=liquidity,  # type: ignore[arg-type]
             source="maker" if maker else "hedge",
+            cause=cause,  # type: ignore[arg-type]
         )
 
-    def _fill(self, order: RestingOrder, qty: Decimal, now: int, fills: list[Fill]) -> None:
+    def _fill(self, order: RestingOrder, qty: Decimal, now: int, fills: list[Fill], cause: str) -> None:
         if qty <= 0:
             return
         order.remaining -= qty
-        fills.append(self._new_fill(now, order.intent_id, order.side, order.px, qty, "maker"))
+        fills.append(self._new_fill(now, order.intent_id, order.side, order.px, qty, "maker", cause))
 
     def _run_iocs(self, now: int, fills: list[Fill]) -> None:
         while self.iocs and self.iocs[0].exec_at <= now:
@@ -234,4 +236,4 @@ class PaperVenue:
             qty = self._lots(min(intent.qty, avail)) if ok else Decimal(0)
             if qty <= 0 or px is None:
                 continue
-            fills.append(self._new_fill(now, intent.intent_id, intent.side, px, qty, "taker"))
+            fills.append(self._new_fill(now, intent.intent_id, intent.side, px, qty, "taker", "ioc"))
