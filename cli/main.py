@@ -37,11 +37,49 @@ VALIDATION_ROWS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _get(d: dict[str, Any], dotted: str) -> Any:
-    head, _, rest = dotted.partition(".")
+#: The PnL attribution (mmflow/markouts.py), part by part; they add up to the total.
+ATTRIBUTION_ROWS: tuple[tuple[str, str], ...] = (
+    ("PnL: spread earned", "spread_quote"),
+    ("PnL: adverse selection", "adverse_selection_quote"),
+    ("PnL: fees", "fees_quote"),
+    ("PnL: hedging", "hedging_quote"),
+    ("PnL: inventory", "inventory_quote"),
+    ("PnL: total", "total_quote"),
+)
+
+
+def _get(d: dict[str, Any], key: str | tuple[str, ...]) -> Any:
+    """``d[key]``; a dotted string (one level) or a tuple of keys reaches into nested dicts."""
+    if isinstance(key, tuple):
+        for part in key:
+            d = d.get(part) if isinstance(d, dict) else None  # type: ignore[assignment]
+        return d
+    head, _, rest = key.partition(".")
     if rest and isinstance(d.get(head), dict):
         return d[head].get(rest)
-    return d.get(dotted)
+    return d.get(key)
+
+
+def _rows(stats: list[dict[str, Any]]) -> list[tuple[str, str | tuple[str, ...]]]:
+    """The table's rows for one market: the validation metrics, the maker fills' mark-out at each
+    horizon the runs used, and the PnL attribution."""
+    rows: list[tuple[str, str | tuple[str, ...]]] = list(VALIDATION_ROWS)
+    labels: list[str] = []
+    for st in stats:
+        for lab in _get(st, ("markouts", "horizons_s")) or []:
+            if lab not in labels:
+                labels.append(lab)
+    rows += [(f"mark-out {lab} s (bps, maker)", ("markouts", "maker", "markout_bps", lab)) for lab in labels]
+    horizons = sorted({str(_get(st, ("attribution", "horizon_s"))) for st in stats if "attribution" in st})
+    if horizons:
+        rows += [
+            (
+                label + (f" ({'/'.join(horizons)} s)" if key == "adverse_selection_quote" else ""),
+                ("attribution", key),
+            )
+            for label, key in ATTRIBUTION_ROWS
+        ]
+    return rows
 
 
 #: Rows whose float is a duration, not a share.
@@ -64,10 +102,11 @@ def comparison_table(results: dict[str, dict[str, Any]]) -> str:
     lines = []
     for market in markets:
         lines.append(f"\n{market}")
-        lines.append(f"  {'metric':<26}" + "".join(f"{n:>{max(width, 16)}}" for n in names))
-        for label, key in VALIDATION_ROWS:
-            cells = [_fmt(_get(results[n]["markets"].get(market, {}), key), key) for n in names]
-            lines.append(f"  {label:<26}" + "".join(f"{c:>{max(width, 16)}}" for c in cells))
+        lines.append(f"  {'metric':<30}" + "".join(f"{n:>{max(width, 16)}}" for n in names))
+        stats = [results[n]["markets"].get(market, {}) for n in names]
+        for label, key in _rows(stats):
+            cells = [_fmt(_get(st, key), key) for st in stats]
+            lines.append(f"  {label:<30}" + "".join(f"{c:>{max(width, 16)}}" for c in cells))
     return "\n".join(lines)
 
 

@@ -133,7 +133,9 @@ def test_queue_ahead_never_negative_nor_above_the_level(steps, name) -> None:
 
 
 def test_instrument_fees_use_the_markets_rates_and_keep_rebates() -> None:
-    spec = load_settings().spec("binance-futures:SOLUSDT").model_copy(update={"maker_fee_rate": D("-0.00005")})
+    spec = (
+        load_settings().spec("binance-futures:SOLUSDT").model_copy(update={"maker_fee_rate": D("-0.00005")})
+    )
     model = fee_model(FeeConfig(), spec)
     assert isinstance(model, InstrumentFees)
     assert model.fee(D("150"), D("0.01"), "maker") == D("-0.000075")
