@@ -33,6 +33,7 @@ from mmflow.models import (
     BookTick,
     Control,
     DeadLetter,
+    Depth,
     Fill,
     Incarnation,
     InputEvent,
@@ -64,7 +65,7 @@ class Chunk(list):  # type: ignore[type-arg]
 
 log = logging.getLogger("mmflow.flow")
 
-_TYPED = frozenset({BookTick, Trade, Fill, Control, Position, Incarnation, Timer})
+_TYPED = frozenset({BookTick, Trade, Depth, Fill, Control, Position, Incarnation, Timer})
 
 
 def tune_gc() -> None:

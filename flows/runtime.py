@@ -25,6 +25,7 @@ from mmflow.models import (
     BookTick,
     Control,
     DeadLetter,
+    Depth,
     Fill,
     Incarnation,
     InputEvent,
@@ -85,6 +86,8 @@ class MarketRuntime:
         if reason is not None:
             self._refuse(event, reason, out, origin)
             return
+        if type(event) is Depth:
+            return  # routed to the venue's book by the venue work
         maker, venue, stats = self.maker, self.venue, self.stats
         cls = type(event)
         if cls is Fill:
