@@ -1,5 +1,8 @@
 """Recorded data on disk: Tardis-style CSV (gzipped or not) and our own Parquet recordings.
 
+Tardis quotes, trades and ``incremental_book_L2`` (depth: consecutive rows with one receive time
+are one ``Depth``); raw Binance frames are read by ``binance_frames`` and merged here too.
+
 Every row becomes the wire form of its event and is checked by the very decoder Kafka records go
 through (``mmflow.wire``), so a record gets the same verdict from a file as from a topic; a row
 that fails is a ``DeadLetter`` with the decoder's reason and its row number, and the rest are
