@@ -123,9 +123,11 @@ def _serve_metrics(port: int | None) -> Metrics:
 
 
 def _load(args: argparse.Namespace, settings: Settings) -> list[Any]:
-    if not args.quotes and not args.trades:
-        raise ConfigError("give at least one of --quotes / --trades")
-    events, dead = load_inputs(args.quotes, args.trades, args.fills or [], settings.markets)
+    if not args.quotes and not args.trades and not args.frames:
+        raise ConfigError("give at least one of --quotes / --trades / --frames")
+    events, dead = load_inputs(
+        args.quotes, args.trades, args.fills or [], settings.markets, depth=args.depth, frames=args.frames
+    )
     return [*dead, *events]
 
 
