@@ -175,20 +175,93 @@ def _compare(
     return results
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
+#: The sensitivity table's columns per run: (heading, summary key).
+SENSITIVITY_COLUMNS: tuple[tuple[str, str | tuple[str, ...]], ...] = (
+    ("fills", "maker_fills"),
+    ("PnL", "realized_pnl_quote"),
+    ("<=0.01", "inventory_time_share_below.0.01"),
+    ("max|inv|", "max_abs_inventory_base"),
+    ("guard", "pnl_guard_engagements"),
+    ("rejects", "post_only_rejects"),
+    ("mo 1s", ("markouts", "maker", "markout_bps", "1")),
+)
+
+
+def _cell(value: Any, key: str | tuple[str, ...]) -> str:
+    if value is None:
+        return "-"
+    if key == "realized_pnl_quote":
+        return f"{float(value):.3f}"
+    return _fmt(value, key if isinstance(key, str) else "")
+
+
+def sensitivity_table(results: dict[tuple[str, str, float], dict[str, Any]]) -> str:
+    """Each run (preset or config) under each venue model: one row per (queue, latency), the
+    validation figures of every run side by side."""
+    runs = list(dict.fromkeys(r for r, _, _ in results))
+    models = list(dict.fromkeys((q, lat) for _, q, lat in results))
+    markets = sorted({m for r in results.values() for m in r["markets"]})
+    lines = []
+    for market in markets:
+        lines.append(f"\n{market}")
+        heads = [f"{run} {h}" for run in runs for h, _ in SENSITIVITY_COLUMNS]
+        lines.append(f"  {'queue':<14}{'latency':>9}" + "".join(f"{h:>{len(h) + 2}}" for h in heads))
+        for queue, lat in models:
+            cells = []
+            for run in runs:
+                stats = results[(run, queue, lat)]["markets"].get(market, {})
+                for h, key in SENSITIVITY_COLUMNS:
+                    cells.append(f"{_cell(_get(stats, key), key):>{len(run) + len(h) + 3}}")
+            lines.append(f"  {queue:<14}{f'{lat:g} ms':>9}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def _runs(args: argparse.Namespace, extra: list[str]) -> dict[str, Settings]:
     runs: dict[str, Settings] = {}
     for preset in args.preset or []:
-        runs[preset] = load_settings(preset, None, args.set)
+        runs[preset] = load_settings(preset, None, [*args.set, *extra])
     for cfg in args.config or []:
-        runs[Path(cfg).stem] = load_settings(None, cfg, args.set)
+        runs[Path(cfg).stem] = load_settings(None, cfg, [*args.set, *extra])
     if not runs:
-        runs = {p: load_settings(p, None, args.set) for p in ("phase1", "phase2")}
+        runs = {p: load_settings(p, None, [*args.set, *extra]) for p in ("phase1", "phase2")}
+    return runs
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    if args.queue or args.latency_ms:
+        return _sensitivity(args)
+    runs = _runs(args, [])
     events = _load(args, next(iter(runs.values())))
     results = _compare(events, runs, Path(args.out) if args.out else None, args.quiet)
     first = next(iter(results.values()))
     if not first["markets"]:
         return _nothing_processed(first)
     print(comparison_table(results))
+    return 0
+
+
+def _sensitivity(args: argparse.Namespace) -> int:
+    """Every run under every queue model and latency asked for (order entry and cancel alike)."""
+    queues = args.queue or ["front", "back", "probabilistic"]
+    latencies = args.latency_ms or [50.0]
+    events: list[Any] | None = None
+    results: dict[tuple[str, str, float], dict[str, Any]] = {}
+    for queue in queues:
+        for lat in latencies:
+            model = [
+                f"venue.queue.model={queue}",
+                f"venue.latency.order_ms={lat}",
+                f"venue.latency.cancel_ms={lat}",
+            ]
+            runs = _runs(args, model)
+            if events is None:
+                events = _load(args, next(iter(runs.values())))
+            out = Path(args.out) / f"{queue}-{lat:g}ms" if args.out else None
+            for name, summary in _compare(events, runs, out, args.quiet).items():
+                if not summary["markets"]:
+                    return _nothing_processed(summary)
+                results[(name, queue, lat)] = summary
+    print(sensitivity_table(results))
     return 0
 
 
@@ -238,6 +311,18 @@ def parser() -> argparse.ArgumentParser:
     inputs(p)
     common(p, preset_multi=True)
     p.add_argument("--out")
+    p.add_argument(
+        "--queue",
+        action="append",
+        choices=["front", "back", "probabilistic"],
+        help="venue queue model (repeatable): a sensitivity table of every run under each",
+    )
+    p.add_argument(
+        "--latency-ms",
+        action="append",
+        type=float,
+        help="venue order and cancel latency (repeatable), with --queue or alone",
+    )
     p.set_defaults(func=cmd_compare)
 
     live.register(sub)
