@@ -10,7 +10,7 @@ from decimal import Decimal as D
 from typing import TYPE_CHECKING
 
 from mmflow.config import Settings, load_settings
-from mmflow.models import BookTick, Control, Fill, Trade
+from mmflow.models import BookTick, Control, Fill, QuoteIntent, Trade
 from mmflow.strategy.market import MarketMaker
 
 if TYPE_CHECKING:
@@ -87,6 +87,32 @@ def fill(
         fee=D(fee),
         liquidity="maker" if source == "maker" else "taker",
         source=source,
+    )
+
+
+def quote(
+    ts: int,
+    intent_id: str,
+    bid: str | None = None,
+    bid_qty: str | None = None,
+    ask: str | None = None,
+    ask_qty: str | None = None,
+    market: str = SOL,
+    best_bid: str = "77.00",
+    best_ask: str = "77.10",
+) -> QuoteIntent:
+    """A quote intent as the maker sends it; a side without a price is not quoted."""
+    return QuoteIntent(
+        market=market,
+        ts=ts,
+        intent_id=intent_id,
+        bid_px=D(bid) if bid else None,
+        bid_qty=D(bid_qty) if bid_qty else None,
+        ask_px=D(ask) if ask else None,
+        ask_qty=D(ask_qty) if ask_qty else None,
+        best_bid=D(best_bid),
+        best_ask=D(best_ask),
+        inventory=D(0),
     )
 
 

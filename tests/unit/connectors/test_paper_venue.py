@@ -61,18 +61,7 @@ def quote(
     ask: str | None = None,
     ask_qty: str | None = None,
 ) -> QuoteIntent:
-    return QuoteIntent(
-        market=MKT,
-        ts=ts,
-        intent_id=iid,
-        bid_px=D(bid) if bid else None,
-        bid_qty=D(bid_qty) if bid_qty else None,
-        ask_px=D(ask) if ask else None,
-        ask_qty=D(ask_qty) if ask_qty else None,
-        best_bid=D("77.00"),
-        best_ask=D("77.10"),
-        inventory=D(0),
-    )
+    return builders.quote(ts, iid, bid, bid_qty, ask, ask_qty, market=MKT)
 
 
 def hedge(ts: int, iid: str, side: str, qty: str, limit: str) -> HedgeIntent:

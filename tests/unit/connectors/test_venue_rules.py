@@ -32,18 +32,7 @@ def venue(market: str, queue: str = "front", order_ms: float = 10.0, cancel_ms: 
 
 
 def quote(market: str, ts: int, iid: str, bid=None, bid_qty=None, ask=None, ask_qty=None) -> QuoteIntent:
-    return QuoteIntent(
-        market=market,
-        ts=ts,
-        intent_id=iid,
-        bid_px=D(bid) if bid else None,
-        bid_qty=D(bid_qty) if bid_qty else None,
-        ask_px=D(ask) if ask else None,
-        ask_qty=D(ask_qty) if ask_qty else None,
-        best_bid=D(1),
-        best_ask=D(2),
-        inventory=D(0),
-    )
+    return builders.quote(ts, iid, bid, bid_qty, ask, ask_qty, market=market)
 
 
 def book(market: str, ts: int, bid: str, bid_qty: str, ask: str, ask_qty: str):
