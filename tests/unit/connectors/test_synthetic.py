@@ -12,6 +12,7 @@ from decimal import Decimal
 import pytest
 
 from mmflow.config import load_settings
+from mmflow.connectors.paper_venue import paper_venues
 from mmflow.connectors.synthetic import DEFAULT_SCENARIO, SCENARIOS, describe, generate
 from mmflow.flows.runtime import MarketRuntime
 from mmflow.models import BookTick, Trade
@@ -179,8 +180,13 @@ def test_one_sided_plausible(one_sided: list[BookTick | Trade]) -> None:
     assert Decimal("145") < Decimal(d["min_px"]) and Decimal(d["max_px"]) < Decimal("155")
 
 
-def _phase1_summary(evs: list[BookTick | Trade], preset: str = "phase1") -> dict[str, object]:
-    rt = MarketRuntime(evs[0].market, load_settings(preset))
+def _phase1_summary(
+    evs: list[BookTick | Trade], preset: str = "phase1", overrides: list[str] | None = None
+) -> dict[str, object]:
+    """The run's summary with the demo's paper venue (its defaults: the ``back`` queue model)."""
+    settings = load_settings(preset, None, overrides)
+    market = evs[0].market
+    rt = MarketRuntime(market, settings, paper_venues(settings)(market))
     out = Outputs()
     for e in evs:
         rt.process(e, out)
