@@ -103,9 +103,13 @@ def test_an_unchanged_touch_fills_us_once() -> None:
     got = [fills(v.on_book(book(BTC, (11 + i) * MS, "61698.00", "1", "61699.00", "0.003"))) for i in range(4)]
     assert [[f.qty for f in fs] for fs in got] == [[D("0.003")], [], [], []]
     # The level refilled to a larger size: only the new part is offered.
-    assert [f.qty for f in fills(v.on_book(book(BTC, 20 * MS, "61698.00", "1", "61699.00", "0.005")))] == [D("0.002")]
+    assert [f.qty for f in fills(v.on_book(book(BTC, 20 * MS, "61698.00", "1", "61699.00", "0.005")))] == [
+        D("0.002")
+    ]
     # The touch moved to another price: a new level, all of it is new.
-    assert [f.qty for f in fills(v.on_book(book(BTC, 21 * MS, "61698.00", "1", "61698.50", "0.100")))] == [D("0.005")]
+    assert [f.qty for f in fills(v.on_book(book(BTC, 21 * MS, "61698.00", "1", "61698.50", "0.100")))] == [
+        D("0.005")
+    ]
 
 
 def test_a_hedge_cannot_take_what_our_quote_already_took() -> None:
