@@ -30,5 +30,19 @@ def inputs(p: argparse.ArgumentParser) -> None:
         "--trades", action="append", default=[], help="Tardis trades CSV(.gz) or an mmflow recording"
     )
     p.add_argument(
+        "--depth",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="Tardis incremental_book_L2 CSV(.gz): order book depth (repeatable)",
+    )
+    p.add_argument(
+        "--frames",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="raw Binance websocket frames (.txt.gz): book ticks, trades and depth (repeatable)",
+    )
+    p.add_argument(
         "--fills", action="append", help="recorded fills or a live journal (faithful mode: no venue)"
     )

@@ -37,11 +37,49 @@ VALIDATION_ROWS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _get(d: dict[str, Any], dotted: str) -> Any:
-    head, _, rest = dotted.partition(".")
+#: The PnL attribution (mmflow/markouts.py), part by part; they add up to the total.
+ATTRIBUTION_ROWS: tuple[tuple[str, str], ...] = (
+    ("PnL: spread earned", "spread_quote"),
+    ("PnL: adverse selection", "adverse_selection_quote"),
+    ("PnL: fees", "fees_quote"),
+    ("PnL: hedging", "hedging_quote"),
+    ("PnL: inventory", "inventory_quote"),
+    ("PnL: total", "total_quote"),
+)
+
+
+def _get(d: dict[str, Any], key: str | tuple[str, ...]) -> Any:
+    """``d[key]``; a dotted string (one level) or a tuple of keys reaches into nested dicts."""
+    if isinstance(key, tuple):
+        for part in key:
+            d = d.get(part) if isinstance(d, dict) else None  # type: ignore[assignment]
+        return d
+    head, _, rest = key.partition(".")
     if rest and isinstance(d.get(head), dict):
         return d[head].get(rest)
-    return d.get(dotted)
+    return d.get(key)
+
+
+def _rows(stats: list[dict[str, Any]]) -> list[tuple[str, str | tuple[str, ...]]]:
+    """The table's rows for one market: the validation metrics, the maker fills' mark-out at each
+    horizon the runs used, and the PnL attribution."""
+    rows: list[tuple[str, str | tuple[str, ...]]] = list(VALIDATION_ROWS)
+    labels: list[str] = []
+    for st in stats:
+        for lab in _get(st, ("markouts", "horizons_s")) or []:
+            if lab not in labels:
+                labels.append(lab)
+    rows += [(f"mark-out {lab} s (bps, maker)", ("markouts", "maker", "markout_bps", lab)) for lab in labels]
+    horizons = sorted({str(_get(st, ("attribution", "horizon_s"))) for st in stats if "attribution" in st})
+    if horizons:
+        rows += [
+            (
+                label + (f" ({'/'.join(horizons)} s)" if key == "adverse_selection_quote" else ""),
+                ("attribution", key),
+            )
+            for label, key in ATTRIBUTION_ROWS
+        ]
+    return rows
 
 
 #: Rows whose float is a duration, not a share.
@@ -64,10 +102,11 @@ def comparison_table(results: dict[str, dict[str, Any]]) -> str:
     lines = []
     for market in markets:
         lines.append(f"\n{market}")
-        lines.append(f"  {'metric':<26}" + "".join(f"{n:>{max(width, 16)}}" for n in names))
-        for label, key in VALIDATION_ROWS:
-            cells = [_fmt(_get(results[n]["markets"].get(market, {}), key), key) for n in names]
-            lines.append(f"  {label:<26}" + "".join(f"{c:>{max(width, 16)}}" for c in cells))
+        lines.append(f"  {'metric':<30}" + "".join(f"{n:>{max(width, 16)}}" for n in names))
+        stats = [results[n]["markets"].get(market, {}) for n in names]
+        for label, key in _rows(stats):
+            cells = [_fmt(_get(st, key), key) for st in stats]
+            lines.append(f"  {label:<30}" + "".join(f"{c:>{max(width, 16)}}" for c in cells))
     return "\n".join(lines)
 
 
@@ -84,9 +123,11 @@ def _serve_metrics(port: int | None) -> Metrics:
 
 
 def _load(args: argparse.Namespace, settings: Settings) -> list[Any]:
-    if not args.quotes and not args.trades:
-        raise ConfigError("give at least one of --quotes / --trades")
-    events, dead = load_inputs(args.quotes, args.trades, args.fills or [], settings.markets)
+    if not args.quotes and not args.trades and not args.frames:
+        raise ConfigError("give at least one of --quotes / --trades / --frames")
+    events, dead = load_inputs(
+        args.quotes, args.trades, args.fills or [], settings.markets, depth=args.depth, frames=args.frames
+    )
     return [*dead, *events]
 
 
@@ -134,20 +175,93 @@ def _compare(
     return results
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
+#: The sensitivity table's columns per run: (heading, summary key).
+SENSITIVITY_COLUMNS: tuple[tuple[str, str | tuple[str, ...]], ...] = (
+    ("fills", "maker_fills"),
+    ("PnL", "realized_pnl_quote"),
+    ("<=0.01", "inventory_time_share_below.0.01"),
+    ("max|inv|", "max_abs_inventory_base"),
+    ("guard", "pnl_guard_engagements"),
+    ("rejects", "post_only_rejects"),
+    ("mo 1s", ("markouts", "maker", "markout_bps", "1")),
+)
+
+
+def _cell(value: Any, key: str | tuple[str, ...]) -> str:
+    if value is None:
+        return "-"
+    if key == "realized_pnl_quote":
+        return f"{float(value):.3f}"
+    return _fmt(value, key if isinstance(key, str) else "")
+
+
+def sensitivity_table(results: dict[tuple[str, str, float], dict[str, Any]]) -> str:
+    """Each run (preset or config) under each venue model: one row per (queue, latency), the
+    validation figures of every run side by side."""
+    runs = list(dict.fromkeys(r for r, _, _ in results))
+    models = list(dict.fromkeys((q, lat) for _, q, lat in results))
+    markets = sorted({m for r in results.values() for m in r["markets"]})
+    lines = []
+    for market in markets:
+        lines.append(f"\n{market}")
+        heads = [f"{run} {h}" for run in runs for h, _ in SENSITIVITY_COLUMNS]
+        lines.append(f"  {'queue':<14}{'latency':>9}" + "".join(f"{h:>{len(h) + 2}}" for h in heads))
+        for queue, lat in models:
+            cells = []
+            for run in runs:
+                stats = results[(run, queue, lat)]["markets"].get(market, {})
+                for h, key in SENSITIVITY_COLUMNS:
+                    cells.append(f"{_cell(_get(stats, key), key):>{len(run) + len(h) + 3}}")
+            lines.append(f"  {queue:<14}{f'{lat:g} ms':>9}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def _runs(args: argparse.Namespace, extra: list[str]) -> dict[str, Settings]:
     runs: dict[str, Settings] = {}
     for preset in args.preset or []:
-        runs[preset] = load_settings(preset, None, args.set)
+        runs[preset] = load_settings(preset, None, [*args.set, *extra])
     for cfg in args.config or []:
-        runs[Path(cfg).stem] = load_settings(None, cfg, args.set)
+        runs[Path(cfg).stem] = load_settings(None, cfg, [*args.set, *extra])
     if not runs:
-        runs = {p: load_settings(p, None, args.set) for p in ("phase1", "phase2")}
+        runs = {p: load_settings(p, None, [*args.set, *extra]) for p in ("phase1", "phase2")}
+    return runs
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    if args.queue or args.latency_ms:
+        return _sensitivity(args)
+    runs = _runs(args, [])
     events = _load(args, next(iter(runs.values())))
     results = _compare(events, runs, Path(args.out) if args.out else None, args.quiet)
     first = next(iter(results.values()))
     if not first["markets"]:
         return _nothing_processed(first)
     print(comparison_table(results))
+    return 0
+
+
+def _sensitivity(args: argparse.Namespace) -> int:
+    """Every run under every queue model and latency asked for (order entry and cancel alike)."""
+    queues = args.queue or ["front", "back", "probabilistic"]
+    latencies = args.latency_ms or [50.0]
+    events: list[Any] | None = None
+    results: dict[tuple[str, str, float], dict[str, Any]] = {}
+    for queue in queues:
+        for lat in latencies:
+            model = [
+                f"venue.queue.model={queue}",
+                f"venue.latency.order_ms={lat}",
+                f"venue.latency.cancel_ms={lat}",
+            ]
+            runs = _runs(args, model)
+            if events is None:
+                events = _load(args, next(iter(runs.values())))
+            out = Path(args.out) / f"{queue}-{lat:g}ms" if args.out else None
+            for name, summary in _compare(events, runs, out, args.quiet).items():
+                if not summary["markets"]:
+                    return _nothing_processed(summary)
+                results[(name, queue, lat)] = summary
+    print(sensitivity_table(results))
     return 0
 
 
@@ -197,6 +311,18 @@ def parser() -> argparse.ArgumentParser:
     inputs(p)
     common(p, preset_multi=True)
     p.add_argument("--out")
+    p.add_argument(
+        "--queue",
+        action="append",
+        choices=["front", "back", "probabilistic"],
+        help="venue queue model (repeatable): a sensitivity table of every run under each",
+    )
+    p.add_argument(
+        "--latency-ms",
+        action="append",
+        type=float,
+        help="venue order and cancel latency (repeatable), with --queue or alone",
+    )
     p.set_defaults(func=cmd_compare)
 
     live.register(sub)

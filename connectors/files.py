@@ -1,5 +1,8 @@
 """Recorded data on disk: Tardis-style CSV (gzipped or not) and our own Parquet recordings.
 
+Tardis quotes, trades and ``incremental_book_L2`` (depth: consecutive rows with one receive time
+are one ``Depth``); raw Binance frames are read by ``binance_frames`` and merged here too.
+
 Every row becomes the wire form of its event and is checked by the very decoder Kafka records go
 through (``mmflow.wire``), so a record gets the same verdict from a file as from a topic; a row
 that fails is a ``DeadLetter`` with the decoder's reason and its row number, and the rest are
@@ -19,8 +22,6 @@ Our Parquet recording has one row per wire message with the wire field names
 from __future__ import annotations
 
 import csv
-import gzip
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -29,7 +30,9 @@ from typing import Any
 import orjson
 import polars as pl
 
-from mmflow.models import SCHEMA_VERSION, Control, DeadLetter, InputEvent, arrival_time
+from mmflow.connectors.binance_frames import read_frames
+from mmflow.connectors.reading import InputError, dead_row, raw_bytes
+from mmflow.models import SCHEMA_VERSION, Control, DeadLetter, Depth, InputEvent, arrival_time
 from mmflow.wire import WireError, decode_object, inconsistency
 
 TARDIS_QUOTES = {
@@ -43,6 +46,16 @@ TARDIS_QUOTES = {
     "bid_amount",
 }
 TARDIS_TRADES = {"exchange", "symbol", "timestamp", "local_timestamp", "id", "side", "price", "amount"}
+TARDIS_BOOK_L2 = {
+    "exchange",
+    "symbol",
+    "timestamp",
+    "local_timestamp",
+    "is_snapshot",
+    "side",
+    "price",
+    "amount",
+}
 _TARDIS = {"symbol", "timestamp", "local_timestamp"}
 _DEC = ("bid_px", "bid_qty", "ask_px", "ask_qty", "px", "qty", "fee", "position")
 _INT = ("ts_exchange", "ts_recv", "ts", "fills")
@@ -50,31 +63,13 @@ _INT = ("ts_exchange", "ts_recv", "ts", "fills")
 Row = dict[str, Any]
 
 
-class InputError(ValueError):
-    """An input file that cannot be read as a whole; the message names the file (and column)."""
-
-
 # -- reading ----------------------------------------------------------------------------------------
-
-
-def _raw_bytes(path: Path) -> bytes:
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (EOFError, OSError, zlib.error) as err:
-            raise InputError(f"{path.name}: truncated or corrupt gzip ({err})") from None
-    if not data.strip():
-        raise InputError(f"{path.name}: empty file (no header, no rows)")
-    return data
 
 
 def _csv_rows(path: Path, dead: list[DeadLetter]) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     """The header and the (row number, fields) of every well-formed line; a line that is not
     UTF-8 or has the wrong number of fields is a dead letter."""
-    lines = _raw_bytes(path).splitlines()
+    lines = raw_bytes(path).splitlines()
     try:
         header = next(csv.reader([lines[0].decode("utf-8")]))
     except UnicodeDecodeError:
@@ -87,23 +82,16 @@ def _csv_rows(path: Path, dead: list[DeadLetter]) -> tuple[list[str], Iterator[t
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError as err:
-                dead.append(_dead_row(path, line, f"not UTF-8 text at byte {err.start}", n))
+                dead.append(dead_row(path, line, f"not UTF-8 text at byte {err.start}", n))
                 continue
             fields = next(csv.reader([text]))
             if len(fields) != len(header):
                 reason = f"ragged row: {len(fields)} fields, the header has {len(header)}"
-                dead.append(_dead_row(path, line, reason, n))
+                dead.append(dead_row(path, line, reason, n))
                 continue
             yield n, fields
 
     return header, rows()
-
-
-def _dead_row(path: Path, raw: bytes, reason: str, row: int, market: str | None = None) -> DeadLetter:
-    """A refused row of a file: its reason ends with the row number, which ``extra`` keeps too."""
-    return DeadLetter(
-        source=path.name, reason=f"{reason} (row {row})", raw=raw, market=market, extra={"row": str(row)}
-    )
 
 
 def _text(value: Any) -> Any:
@@ -213,7 +201,7 @@ def read_events(
             problem = str(err)
         if problem is not None:
             market = row.get("market") if isinstance(row.get("market"), str) else None
-            dead.append(_dead_row(path, orjson.dumps(row, default=str), problem, n, market))
+            dead.append(dead_row(path, orjson.dumps(row, default=str), problem, n, market))
             continue
         if (
             known is not None
@@ -230,26 +218,150 @@ def read_events(
     return events, dead
 
 
+# -- Tardis incremental_book_L2 ----------------------------------------------------------------------
+
+
+def _l2_problem(r: Row) -> str | None:
+    """What a schema cannot say about one L2 row (the side, the snapshot flag, the integer
+    timestamps); prices and amounts are left to the wire decoder."""
+    if r["side"] not in ("bid", "ask"):
+        return f"invalid: side: expected bid or ask, got {r['side']!r}"
+    if r["is_snapshot"] not in ("true", "false"):
+        return f"invalid: is_snapshot: expected true or false, got {r['is_snapshot']!r}"
+    for key in ("timestamp", "local_timestamp"):
+        if not (r[key].isascii() and r[key].isdigit()):
+            return f"invalid: {key}: expected integer microseconds, got {r[key]!r}"
+    return None
+
+
+def _l2_depth(rows: Sequence[tuple[int, Row]], snapshot: bool) -> Row:
+    """One group of L2 rows in wire form: stamped with its receive time and its latest
+    exchange time."""
+    first = rows[0][1]
+    return {
+        "type": "depth",
+        "market": f"{first['exchange']}:{first['symbol']}",
+        "ts_exchange": max(int(r["timestamp"]) for _, r in rows),
+        "ts_recv": int(first["local_timestamp"]),
+        "bids": [[r["price"], r["amount"]] for _, r in rows if r["side"] == "bid"],
+        "asks": [[r["price"], r["amount"]] for _, r in rows if r["side"] == "ask"],
+        "snapshot": snapshot,
+        "v": SCHEMA_VERSION,
+    }
+
+
+def _l2_event(
+    path: Path, rows: list[tuple[int, Row]], snapshot: bool, dead: list[DeadLetter]
+) -> Depth | None:
+    """The group's Depth; when the decoder refuses the group, each row is decoded alone so the
+    bad ones become dead letters with their row numbers and the good ones still count."""
+    try:
+        return decode_object(_l2_depth(rows, snapshot))  # type: ignore[return-value]
+    except WireError:
+        pass
+    good = []
+    for n, row in rows:
+        try:
+            decode_object(_l2_depth([(n, row)], snapshot))
+            good.append((n, row))
+        except WireError as err:
+            market = f"{row['exchange']}:{row['symbol']}"
+            dead.append(dead_row(path, orjson.dumps(row), str(err), n, market))
+    return decode_object(_l2_depth(good, snapshot)) if good else None  # type: ignore[return-value]
+
+
+def _l2_groups(path: Path, dead: list[DeadLetter]) -> Iterator[tuple[list[tuple[int, Row]], bool]]:
+    """Runs of consecutive rows with one market, receive time and snapshot flag, each with
+    whether it is a snapshot: snapshot rows after other rows of the market start a new book, a
+    second run of snapshot rows continues the same one."""
+    header, lines = _csv_rows(path, dead)
+    missing = TARDIS_BOOK_L2 - set(header)
+    if missing:
+        raise InputError(f"{path.name}: missing column(s) {', '.join(sorted(missing))} (incremental_book_L2)")
+    in_snapshot: dict[str, bool] = {}
+    group: list[tuple[int, Row]] = []
+    key: tuple[str, str, str] | None = None
+    for n, fields in lines:
+        row = dict(zip(header, fields, strict=True))
+        problem = _l2_problem(row)
+        if problem is not None:
+            dead.append(dead_row(path, orjson.dumps(row), problem, n, f"{row['exchange']}:{row['symbol']}"))
+            continue
+        row_key = (f"{row['exchange']}:{row['symbol']}", row["local_timestamp"], row["is_snapshot"])
+        if row_key != key and group:
+            yield group, _starts_snapshot(in_snapshot, group)
+            group = []
+        key = row_key
+        group.append((n, row))
+    if group:
+        yield group, _starts_snapshot(in_snapshot, group)
+
+
+def _starts_snapshot(in_snapshot: dict[str, bool], group: list[tuple[int, Row]]) -> bool:
+    row = group[0][1]
+    market, flagged = f"{row['exchange']}:{row['symbol']}", row["is_snapshot"] == "true"
+    starts = flagged and not in_snapshot.get(market, False)
+    in_snapshot[market] = flagged
+    return starts
+
+
+def read_depth(
+    path: str | Path, markets: Iterable[str] | None = None
+) -> tuple[list[InputEvent], list[DeadLetter]]:
+    """A Tardis ``incremental_book_L2`` CSV (gzipped or not) as Depth events, one per run of rows
+    with the same receive time; a bad row is a dead letter with its row number."""
+    path = Path(path)
+    dead: list[DeadLetter] = []
+    events: list[InputEvent] = []
+    for group, snapshot in _l2_groups(path, dead):
+        event = _l2_event(path, group, snapshot, dead)
+        if event is not None:
+            events.append(event)
+    _check_markets(path, events, markets)
+    return events, dead
+
+
+def _check_markets(path: Path, events: Iterable[InputEvent], markets: Iterable[str] | None) -> None:
+    if markets is None:
+        return
+    unknown = sorted({e.market for e in events} - set(markets))
+    if unknown:
+        raise InputError(
+            f"{path.name}: no instrument spec for {', '.join(map(repr, unknown))} "
+            "(add it under markets in the config)"
+        )
+
+
 def load_inputs(
     quotes: Sequence[str | Path],
     trades: Sequence[str | Path],
     fills: Sequence[str | Path],
     markets: Iterable[str] | None = None,
+    depth: Sequence[str | Path] = (),
+    frames: Sequence[str | Path] = (),
 ) -> tuple[list[InputEvent], list[DeadLetter]]:
     """Read every file, validate, merge by arrival time (see ``merge_arrival``).
 
-    A fills file recorded from a live flow's journal (``after_events`` column) is merged by
-    position instead, which reproduces the live flow's order exactly.
+    ``depth`` are Tardis incremental_book_L2 files, ``frames`` raw Binance websocket frames
+    (book ticks, trades and depth, see ``binance_frames``). A fills file recorded from a live
+    flow's journal (``after_events`` column) is merged by position instead, which reproduces
+    the live flow's order exactly.
     """
     markets = list(markets) if markets is not None else None
     streams, dead, journal = [], [], []
-    named = [*((p, "book") for p in quotes), *((p, "trade") for p in trades), *((p, None) for p in fills)]
-    for path, expect in named:
+    named = [*((p, "book") for p in quotes), *((p, "trade") for p in trades)]
+    readers = [*((p, "depth") for p in depth), *((p, "frames") for p in frames), *((p, None) for p in fills)]
+    for path, expect in [*named, *readers]:
         if str(path).endswith(".parquet") and Path(path).is_file():
             if "after_events" in pl.read_parquet_schema(path):
                 journal.extend(read_journal(path))
                 continue
-        events, bad = read_events(path, markets, expect)
+        if expect == "depth":
+            events, bad = read_depth(path, markets)
+        elif expect == "frames":
+            events, bad = read_frames(path, markets)
+        else:
+            events, bad = read_events(path, markets, expect)
         streams.append(events)
         dead.extend(bad)
     merged = merge_arrival(streams)

@@ -138,6 +138,8 @@ class PaperVenue:
         #: Keyed by the side that takes: our buys take from the asks' touch, sells from the bids'.
         self.touch = {"buy": Touch(), "sell": Touch()}
         self._seen = HighWater(window=dedup_window)
+        #: The time of the last market event the venue saw: its clock.
+        self.clock = 0
         self._due = _NEVER  # earliest entry, cancel or IOC not yet carried out
 
     # -- the ExecutionVenue protocol ------------------------------------------------------------
@@ -145,12 +147,15 @@ class PaperVenue:
         """Accept an intent; return False for a duplicate id (already handled)."""
         if self._seen.seen(intent.intent_id):
             return False
-        arrive = intent.ts + self.latency.latency_us("entry", intent.intent_id)
+        # Stamped by the flow's clock; on Kafka the venue may already have seen later market data:
+        # nothing it does can happen before what it has seen.
+        sent = max(intent.ts, self.clock)
+        arrive = sent + self.latency.latency_us("entry", intent.intent_id)
         if isinstance(intent, HedgeIntent):
             self.iocs.append(PendingIoc(intent, arrive))
             self._due = min(self._due, arrive)
             return True
-        self._cancel_all(intent.ts + self.latency.latency_us("cancel", intent.intent_id))
+        self._cancel_all(sent + self.latency.latency_us("cancel", intent.intent_id))
         if isinstance(intent, QuoteIntent):
             for side, px, qty in (
                 ("buy", intent.bid_px, intent.bid_qty),
@@ -198,6 +203,8 @@ class PaperVenue:
     # -- time: entries, cancels and IOCs carried out in order -----------------------------------
     def _catch_up(self, now: int) -> None:
         """Carry out everything due by ``now`` against the book prevailing until now."""
+        if now > self.clock:
+            self.clock = now
         if now < self._due:
             return
         steps: list[tuple[int, int, object]] = []

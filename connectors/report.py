@@ -3,9 +3,12 @@
 ``write_report(out_dir)`` reads ``timeline.parquet``, ``intents.parquet``, ``fills.parquet`` and
 ``summary.json`` from a replay output directory and writes:
 
+* ``report_<market>_markouts.png`` -- per market with mark-outs in the summary, the finding first:
+  mean mark-out (bps) by horizon per fill cause, and the PnL attribution as a waterfall;
 * ``report_<market>.png`` -- one figure per market, five stacked panels sharing the time axis
   (price + our quotes + fills, inventory, realized PnL, volatility + regime, guard states);
-* ``report.html`` -- a self-contained page: run header, a summary table per market and the PNGs
+* ``report.html`` -- a self-contained page: run header, "Where the PnL goes" (the mark-out and
+  attribution tables and figure of each market), a summary table per market and the PNGs
   embedded as base64 ``<img>`` tags.
 
 Decimal money columns are cast to Float64 for plotting only; the tables show the exact strings
@@ -33,6 +36,7 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
 from mmflow.connectors.tables import DEC, TIMELINE_SCHEMA  # noqa: E402
+from mmflow.markouts import CAUSES  # noqa: E402
 
 # The reference lines (PnL-guard trigger, regime threshold, inventory thresholds) come from each
 # market's own effective settings, written by the run into summary.json ("thresholds"), so a run
@@ -313,6 +317,183 @@ def _plot_market(
     plt.close(fig)
 
 
+# -- where the PnL goes: mark-outs and attribution --------------------------------------------------
+
+_CAUSE_COLORS = {
+    "trade_through": "tab:red",
+    "trade_at_price": "tab:orange",
+    "touch": "tab:purple",
+    "ioc": "0.45",
+    "unknown": "tab:brown",
+}
+_ATTRIBUTION_PARTS = (
+    ("spread earned", "spread_quote"),
+    ("adverse selection", "adverse_selection_quote"),
+    ("fees", "fees_quote"),
+    ("hedging", "hedging_quote"),
+    ("inventory", "inventory_quote"),
+)
+
+
+def _num(value: Any) -> float | None:
+    """A summary's decimal string as a float for drawing (None stays None)."""
+    return None if value is None else float(Decimal(str(value)))
+
+
+def _plot_markouts(market: str, preset: str | None, stats: dict[str, Any], png_path: pathlib.Path) -> None:
+    """Left: mean mark-out (bps, notional-weighted) by horizon, one bar per cause and a line for
+    all maker fills. Right: the PnL attribution as a waterfall ending at the total."""
+    marks, attribution = stats.get("markouts") or {}, stats.get("attribution") or {}
+    labels = list(marks.get("horizons_s") or [])
+    fig, (ax_m, ax_a) = plt.subplots(1, 2, figsize=(13.0, 4.6), layout="constrained")
+    title = f"{market}: where the PnL goes" + (f"  —  preset: {preset}" if preset else "")
+    fig.suptitle(title, fontsize=13, fontweight="bold")
+
+    by_cause = marks.get("by_cause") or {}
+    causes = [(c, by_cause[c]) for c in (*CAUSES, *sorted(set(by_cause) - set(CAUSES))) if c in by_cause]
+    x = np.arange(len(labels), dtype=float)
+    width = 0.8 / max(len(causes), 1)
+    for i, (cause, group) in enumerate(causes):
+        ys = [_num((group.get("markout_bps") or {}).get(lab)) for lab in labels]
+        values = np.array([np.nan if y is None else y for y in ys], dtype=float)
+        ax_m.bar(
+            x - 0.4 + width * (i + 0.5),
+            values,
+            width,
+            color=_CAUSE_COLORS.get(cause, "tab:gray"),
+            label=f"{cause} ({group.get('count', 0)})",
+        )
+    maker = marks.get("maker") or {}
+    ys = [_num((maker.get("markout_bps") or {}).get(lab)) for lab in labels]
+    if labels and any(y is not None for y in ys):
+        ax_m.plot(
+            x,
+            [np.nan if y is None else y for y in ys],
+            color="black",
+            marker="o",
+            lw=1.5,
+            label=f"all maker fills ({maker.get('count', 0)})",
+        )
+    ax_m.axhline(0.0, color="0.5", lw=0.8)
+    ax_m.set_xticks(x, [f"{lab} s" for lab in labels])
+    ax_m.set_ylabel("mean mark-out (bps, notional-weighted)")
+    ax_m.set_title("mark-out of our fills by horizon (negative: adverse selection)", fontsize=10)
+    if not causes:
+        ax_m.text(0.5, 0.5, "no fills", transform=ax_m.transAxes, ha="center", va="center", color="0.4")
+
+    parts = [(name, _num(attribution.get(key)) or 0.0) for name, key in _ATTRIBUTION_PARTS]
+    total = _num(attribution.get("total_quote")) or 0.0
+    level = 0.0
+    for i, (_name, value) in enumerate(parts):
+        color = "tab:green" if value >= 0 else "tab:red"
+        ax_a.bar(i, value, bottom=level, color=color, width=0.6)
+        ax_a.text(
+            i, level + value, f"{value:+.4g}", ha="center", va="bottom" if value >= 0 else "top", fontsize=8
+        )
+        level += value
+    ax_a.bar(len(parts), total, color="tab:blue", width=0.6)
+    ax_a.text(
+        len(parts), total, f"{total:+.4g}", ha="center", va="bottom" if total >= 0 else "top", fontsize=8
+    )
+    ax_a.axhline(0.0, color="0.5", lw=0.8)
+    horizon = attribution.get("horizon_s")
+    names = [
+        name if key != "adverse_selection_quote" or not horizon else f"{name}\n({horizon} s)"
+        for name, key in _ATTRIBUTION_PARTS
+    ]
+    ax_a.set_xticks(range(len(parts) + 1), [*names, "total"], fontsize=8)
+    ax_a.set_ylabel("PnL (quote)")
+    ax_a.set_title("PnL attribution (realized + unrealized at the final mid)", fontsize=10)
+    for ax in (ax_m, ax_a):
+        ax.grid(True, axis="y", color="0.9", lw=0.6)
+        ax.set_axisbelow(True)
+    handles, _ = ax_m.get_legend_handles_labels()
+    if handles:
+        ax_m.legend(loc="best", fontsize=8, framealpha=0.85)
+    fig.savefig(png_path, dpi=_DPI, metadata=_PNG_METADATA)
+    plt.close(fig)
+
+
+def _markout_table(stats: dict[str, Any]) -> str:
+    """Per cause: count, volume and the mean mark-out at each horizon; then the attribution."""
+    marks, attribution = stats.get("markouts") or {}, stats.get("attribution") or {}
+    labels = list(marks.get("horizons_s") or [])
+    by_cause = marks.get("by_cause") or {}
+    order = (*CAUSES, *sorted(set(by_cause) - set(CAUSES)))
+    groups = [
+        *((c, by_cause[c]) for c in order if c in by_cause),
+        ("all maker fills", marks.get("maker") or {}),
+    ]
+    head = "".join(f"<th>{html.escape(lab)} s (bps)</th>" for lab in labels)
+    rows = []
+    for name, group in groups:
+        bps = group.get("markout_bps") or {}
+        unresolved = group.get("unresolved") or {}
+        cells = "".join(
+            f"<td>{'—' if bps.get(lab) is None else html.escape(_fmt(bps[lab]))}"
+            + (f" <span class='muted'>({unresolved[lab]} open)</span>" if unresolved.get(lab) else "")
+            + "</td>"
+            for lab in labels
+        )
+        rows.append(
+            f"<tr><th>{html.escape(name)}</th><td>{group.get('count', 0):,}</td>"
+            f"<td>{html.escape(_fmt(group.get('volume_base', '0')))}</td>"
+            f"<td>{html.escape(_fmt(group.get('volume_quote', '0')))}</td>{cells}</tr>"
+        )
+    table = (
+        "<table class='stats marks'>\n<tr><th>cause</th><th>fills</th><th>volume (base)</th>"
+        f"<th>volume (quote)</th>{head}</tr>\n" + "\n".join(rows) + "\n</table>"
+    )
+    parts = [(name, attribution.get(key)) for name, key in _ATTRIBUTION_PARTS]
+    parts.append(("total", attribution.get("total_quote")))
+    attr_rows = "".join(
+        f"<tr><th>{html.escape(name)}</th><td class='{_sign_class(value)}'>{html.escape(_fmt(value))}</td></tr>"
+        for name, value in parts
+        if value is not None
+    )
+    if attr_rows:
+        horizon = attribution.get("horizon_s")
+        note = f" (adverse selection at {html.escape(str(horizon))} s)" if horizon else ""
+        table += f"\n<table class='stats'>\n<tr><th colspan='2'>PnL attribution, quote{note}</th></tr>{attr_rows}</table>"
+    return table
+
+
+def _sign_class(value: Any) -> str:
+    try:
+        d = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return ""
+    return "neg" if d < 0 else ("pos" if d > 0 else "")
+
+
+def _finding_section(markets: list[str], market_stats: dict[str, Any], pngs: dict[str, pathlib.Path]) -> str:
+    """The report's first section: mark-outs and attribution of each market that has them."""
+    parts = []
+    for market in markets:
+        png = pngs.get(market)
+        if png is None:
+            continue
+        b64 = base64.b64encode(png.read_bytes()).decode("ascii")
+        parts.append(
+            f"<h3>{html.escape(market)}</h3>\n<div class='market-body'>\n"
+            f"{_markout_table(market_stats.get(market) or {})}\n"
+            f"<img alt='{html.escape(market)} mark-outs and attribution' src='data:image/png;base64,{b64}'>\n"
+            "</div>"
+        )
+    if not parts:
+        return ""
+    return (
+        "<section class='market' id='where-the-pnl-goes'>\n<h2>Where the PnL goes</h2>\n"
+        "<p class='muted'>Mark-out of a fill at horizon h: sign &middot; (mid(t+h) &minus; price) / price, "
+        "in bps (buy +1, sell &minus;1), mean weighted by notional over the fills resolved at h. "
+        "Attribution: spread earned against the mid at the fill, adverse selection (the mid's move "
+        "after our maker fills), fees, hedging (half-spread paid by hedges) and inventory (the rest: "
+        "carrying the position to the end); the parts add up to the total exactly.</p>\n"
+        + "\n".join(parts)
+        + "\n</section>"
+    )
+
+
 # -- HTML -----------------------------------------------------------------------------------------
 
 
@@ -358,6 +539,8 @@ def _market_table(stats: dict[str, Any], intents: dict[str, int]) -> str:
                     )
                 )
             continue
+        if key in ("markouts", "attribution"):  # their own section, first in the report
+            continue
         if key == "thresholds" and isinstance(value, dict):
             rows.extend((f"setting: {html.escape(k)}", html.escape(_fmt(v)), "") for k, v in value.items())
             continue
@@ -400,6 +583,7 @@ def _html_page(
     markets: list[str],
     pngs: dict[str, pathlib.Path],
     intents: dict[str, dict[str, int]],
+    mark_pngs: dict[str, pathlib.Path] | None = None,
 ) -> str:
     preset = summary.get("preset")
     run_rows = []
@@ -425,7 +609,10 @@ def _html_page(
         f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         f"<h1>{html.escape(title)}</h1>\n"
         f"<table class='run'>\n{''.join(run_rows)}\n</table>\n"
-        f"<nav>{nav}</nav>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
+        f"<nav>{nav}</nav>\n"
+        + _finding_section(markets, market_stats, mark_pngs or {})
+        + "\n".join(sections)
+        + "\n</body>\n</html>\n"
     )
 
 
@@ -459,7 +646,14 @@ def write_report(out_dir: pathlib.Path) -> pathlib.Path:
             ((summary.get("markets") or {}).get(market) or {}).get("thresholds"),
         )
         pngs[market] = png
+    mark_pngs: dict[str, pathlib.Path] = {}
+    for market in markets:
+        stats = (summary.get("markets") or {}).get(market) or {}
+        if stats.get("markouts") or stats.get("attribution"):
+            png = out_dir / f"report_{_safe_name(market)}_markouts.png"
+            _plot_markouts(market, preset, stats, png)
+            mark_pngs[market] = png
 
     report = out_dir / "report.html"
-    report.write_text(_html_page(summary, markets, pngs, intents), encoding="utf-8")
+    report.write_text(_html_page(summary, markets, pngs, intents, mark_pngs), encoding="utf-8")
     return report

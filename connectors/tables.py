@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from mmflow.markouts import Markout, horizon_label
 from mmflow.models import DeadLetter, Fill, Intent, OrderUpdate
 from mmflow.money import CONTEXT
 from mmflow.outputs import Outputs
@@ -112,6 +113,54 @@ DEAD_LETTER_SCHEMA: dict[str, Any] = {
 }
 
 
+#: markouts.parquet: one row per fill booked; then, per horizon, the mid at t + h and the mark-out
+#: in bps (null: not resolved by the end of data). ``markout_schema`` adds the horizons' columns.
+MARKOUT_SCHEMA: dict[str, Any] = {
+    "ts": pl.Int64,
+    "market": pl.Utf8,
+    "fill_id": pl.Utf8,
+    "intent_id": pl.Utf8,
+    "side": pl.Utf8,
+    "price": DEC,
+    "qty": DEC,
+    "fee": DEC,
+    "cause": pl.Utf8,
+    "liquidity": pl.Utf8,
+    "source": pl.Utf8,
+    "mid_at_fill": DEC,
+}
+
+
+def markout_schema(horizons_s: Iterable[Decimal]) -> dict[str, Any]:
+    labels = [horizon_label(h) for h in horizons_s]
+    return {
+        **MARKOUT_SCHEMA,
+        **{f"mid_{lab}s": DEC for lab in labels},
+        **{f"markout_{lab}s_bps": DEC for lab in labels},
+    }
+
+
+def markout_row(m: Markout, labels: list[str]) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "ts": m.ts,
+        "market": m.market,
+        "fill_id": m.fill_id,
+        "intent_id": m.intent_id,
+        "side": m.side,
+        "price": m.px,
+        "qty": m.qty,
+        "fee": m.fee,
+        "cause": m.cause,
+        "liquidity": m.liquidity,
+        "source": m.source,
+        "mid_at_fill": m.mid_at_fill,
+    }
+    for lab, mid, bps in zip(labels, m.mids, m.bps, strict=True):
+        row[f"mid_{lab}s"] = mid
+        row[f"markout_{lab}s_bps"] = bps
+    return row
+
+
 def intent_row(i: Intent) -> dict[str, Any]:
     g = getattr
     return {
@@ -194,6 +243,12 @@ def dead_letters_frame(dead: Iterable[DeadLetter]) -> pl.DataFrame:
     return frame([dead_letter_row(d) for d in dead], DEAD_LETTER_SCHEMA)
 
 
+def markouts_frame(marks: Iterable[Markout], horizons_s: Iterable[Decimal]) -> pl.DataFrame:
+    horizons_s = tuple(horizons_s)
+    labels = [horizon_label(h) for h in horizons_s]
+    return frame([markout_row(m, labels) for m in marks], markout_schema(horizons_s))
+
+
 @contextmanager
 def staged(out_dir: Path) -> Iterator[Path]:
     """A fresh folder beside ``out_dir`` to write a run into, moved into place only when the block
@@ -216,13 +271,16 @@ def staged(out_dir: Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def write_run(out_dir: Path, outputs: Outputs, summary: dict[str, Any]) -> None:
-    """A run's folder: intents, fills, order updates, timeline and dead letters as Parquet, and
-    summary.json."""
+def write_run(
+    out_dir: Path, outputs: Outputs, summary: dict[str, Any], horizons_s: Iterable[Decimal] = ()
+) -> None:
+    """A run's folder: intents, fills, order updates, timeline, dead letters and mark-outs (at
+    ``horizons_s``, the run's ``replay.markout_horizons_s``) as Parquet, and summary.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
     intents_frame(outputs.intents).write_parquet(out_dir / "intents.parquet")
     fills_frame(outputs.fills).write_parquet(out_dir / "fills.parquet")
     orders_frame(outputs.orders).write_parquet(out_dir / "orders.parquet")
     timeline_frame(outputs.timeline).write_parquet(out_dir / "timeline.parquet")
     dead_letters_frame(outputs.dead).write_parquet(out_dir / "dead_letters.parquet")
+    markouts_frame(outputs.marks, horizons_s).write_parquet(out_dir / "markouts.parquet")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

@@ -62,6 +62,8 @@ def dump_state(venue: PaperVenue) -> bytes:
         "market": venue.market,
         "position": str(venue.position),
         "fill_count": venue.fill_count,
+        "fill_seq": venue.fill_seq,
+        "clock": venue.clock,
         "best": [_dec(venue.best_bid), _dec(venue.best_ask), str(venue.bid_qty), str(venue.ask_qty)],
         "orders": [_order(o) for o in venue.orders],
         "iocs": [[encode(p.intent).decode(), p.exec_at] for p in venue.iocs],
@@ -84,6 +86,8 @@ def load_state(
     venue = PaperVenue(state["market"], spec, cfg, dedup_window, incarnation)
     venue.position = Decimal(state["position"])
     venue.fill_count = state["fill_count"]
+    venue.fill_seq = state["fill_seq"]
+    venue.clock = state["clock"]
     bid, ask, bid_qty, ask_qty = state["best"]
     venue.best_bid, venue.best_ask = _num(bid), _num(ask)
     venue.bid_qty, venue.ask_qty = Decimal(bid_qty), Decimal(ask_qty)

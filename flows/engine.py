@@ -29,6 +29,7 @@ from mmflow.config import Settings
 from mmflow.connectors.metrics import Metrics
 from mmflow.execution import VenueFactory
 from mmflow.flows.runtime import MarketRuntime
+from mmflow.markouts import Markout
 from mmflow.models import (
     INTERNAL_TYPES,
     BookTick,
@@ -309,6 +310,8 @@ class FlowStreams:
     #: Every refused record: by the decoder (bad bytes, unknown market) and by a market's state.
     dead: Stream[DeadLetter]
     timeline: Stream[MarketView]
+    #: Mark-outs of the fills booked (replays write them; the live flow does not route them).
+    marks: Stream[Markout]
     summaries: Stream[dict[str, Any]]
 
 
@@ -349,5 +352,6 @@ def build_flow(
         journal=kind("journal"),
         dead=op.merge("dead_letters", refused, kind("dead")),
         timeline=kind("timeline"),
+        marks=kind("marks"),
         summaries=kind("summaries"),
     )

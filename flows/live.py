@@ -59,9 +59,9 @@ def flow_source(cfg: KafkaConfig, tail: bool = True, batch_size: int = 10_000) -
 
 
 def route(flow_streams: FlowStreams, cfg: KafkaConfig, confirm: bool) -> None:
-    """Each stream to its topic, through one sink. Fills and the timeline have no topic: on Kafka
-    the venue is its own process and owns the fills topic, and a fill the flow consumed must not
-    be written back to it."""
+    """Each stream to its topic, through one sink. Fills, the timeline and the mark-outs have no
+    topic: on Kafka the venue is its own process and owns the fills topic, and a fill the flow
+    consumed must not be written back to it; mark-outs are a replay output (markouts.parquet)."""
     messages = op.merge(
         "to_kafka",
         op.map("intent_messages", flow_streams.intents, partial(intent_message, cfg)),

@@ -2,8 +2,9 @@
 the results.
 
 Outputs in ``out_dir``: intents.parquet, fills.parquet, timeline.parquet, dead_letters.parquet,
-summary.json and report.html (+ PNGs). Row order is per market in decision order, markets sorted
-by name, so the files are byte-identical across runs, batch sizes and worker counts.
+markouts.parquet, summary.json and report.html (+ PNGs). Row order is per market in decision
+order, markets sorted by name, so the files are byte-identical across runs, batch sizes and
+worker counts.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def replay(
     }
     if out_dir is not None:
         with staged(Path(out_dir)) as folder:
-            write_run(folder, outputs, summary)
+            write_run(folder, outputs, summary, settings.replay.markout_horizons_s)
             if report:
                 write_report(folder)
     return ReplayResult(summary, outputs, out_dir)

@@ -23,6 +23,7 @@ from typing import Any
 from mmflow.config import Settings
 from mmflow.execution import ExecutionVenue, Report
 from mmflow.ids import REPLAY
+from mmflow.markouts import MarkoutTracker
 from mmflow.models import (
     BookTick,
     Control,
@@ -70,6 +71,10 @@ class MarketRuntime:
         self._next_timeline: int | None = None
         self._trade_ids = RecentIds(window)
         self._last_market_us: int | None = None
+        # Mark-outs and PnL attribution (mmflow/markouts.py): fed mids and fills, read at the end.
+        self.marks = MarkoutTracker(
+            market, settings.replay.markout_horizons_s, settings.replay.attribution_horizon_s
+        )
 
     def reject_reason(self, event: InputEvent) -> str | None:
         """Why market data must not touch this market's state, or None. Checked before any
@@ -126,7 +131,12 @@ class MarketRuntime:
                 stats.books += 1
                 if venue is not None:
                     self._apply_reports(venue.on_book(event), out)  # type: ignore[arg-type]
+                mid = maker.mid
                 intents = maker.on_book(event)  # type: ignore[arg-type]
+                if maker.mid is not mid:  # mark-outs: the maker's mid changed
+                    done = self.marks.on_mid(now, maker.mid)  # type: ignore[arg-type]
+                    if done:
+                        out.marks.extend(done)
             else:
                 stats.trades += 1
                 self._trade_ids.seen(event.trade_id)  # type: ignore[union-attr]
@@ -191,6 +201,7 @@ class MarketRuntime:
 
     def _count_fill(self, fill: Fill, out: Outputs) -> None:
         self.stats.on_fill(fill, self.maker.inventory, self.maker.mid)
+        self.marks.on_fill(fill, self.maker.mid)
         out.fills.append(fill)
 
     def _emit(self, intents: list[Intent], out: Outputs) -> None:
@@ -235,6 +246,8 @@ class MarketRuntime:
             "open_lots": [[str(q), str(p)] for q, p in v.open_lots],
             # The analysis' "0.027 held for 15 s": the longest stretch with |inventory| above 0.02.
             "inventory_longest_above_s": s.longest_above_s(),
+            "markouts": self.marks.aggregates(),
+            "attribution": self.marks.attribution(v.realized_pnl + (v.unrealized_pnl or 0)),
             "thresholds": {
                 "pnl_guard_trigger_quote": str(cfg.pnl_guard.trigger_quote),
                 "regime_threshold_bps": cfg.regime.threshold_bps,
@@ -247,4 +260,5 @@ class MarketRuntime:
     def finish(self, out: Outputs) -> None:
         if self.stats.first_us is not None:
             out.timeline.append(self.maker.view(self.stats.last_us))
+        out.marks.extend(self.marks.finish(self.stats.last_us))
         out.summaries.append({"market": self.market, **self.summary()})

@@ -411,6 +411,30 @@ class ReplayConfig(_Section):
     # Events handed to the flow per batch; any value gives identical outputs (tested).
     batch_size: int = Field(default=1024, ge=1, le=1_000_000)
     workers: int = Field(default=1, ge=1, le=64)
+    # Mark-out horizons of our fills (mmflow/markouts.py): 1 s is the quote's own life, 5 s a few
+    # refreshes, 30 s the trend filter's window. Strictly increasing, whole microseconds.
+    markout_horizons_s: tuple[Decimal, ...] = (Decimal(1), Decimal(5), Decimal(30))
+    # The horizon the PnL attribution charges adverse selection at (one of the above): 5 s, long
+    # enough for the information in a fill to show in the mid, short of the inventory's own drift.
+    attribution_horizon_s: Decimal = Decimal(5)
+
+    @model_validator(mode="after")
+    def _horizons(self) -> ReplayConfig:
+        hs = self.markout_horizons_s
+        if not hs or len(hs) > 16:
+            raise ValueError("markout_horizons_s must list 1 to 16 horizons")
+        for h in hs:
+            if not h.is_finite() or h <= 0 or h > 86_400 or (h * 1_000_000) % 1:
+                raise ValueError(
+                    f"markout_horizons_s: {h} is not a positive whole number of microseconds <= 1 day"
+                )
+        if list(hs) != sorted(set(hs)):
+            raise ValueError(f"markout_horizons_s must be strictly increasing: {[str(h) for h in hs]}")
+        if self.attribution_horizon_s not in hs:
+            raise ValueError(
+                f"attribution_horizon_s ({self.attribution_horizon_s}) must be one of markout_horizons_s"
+            )
+        return self
 
 
 class KafkaConfig(_Section):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mmflow.markouts import Markout
 from mmflow.models import Control, DeadLetter, Fill, Intent, OrderUpdate
 from mmflow.view import MarketView
 
@@ -34,6 +35,8 @@ class Outputs:
     #: Records refused by a market's state (duplicates, out of order), with their bytes.
     dead: list[DeadLetter] = field(default_factory=list)
     timeline: list[MarketView] = field(default_factory=list)
+    #: Mark-outs of every fill booked (mmflow/markouts.py), once resolved or at the end.
+    marks: list[Markout] = field(default_factory=list)
     #: One per market at the end of input: the validation metrics and the final state.
     summaries: list[dict[str, Any]] = field(default_factory=list)
 

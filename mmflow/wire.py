@@ -240,6 +240,7 @@ def decode_input(raw: bytes | str) -> InputEvent:
 
 
 _D, _I, _S, _B = "decimal (a JSON string)", "integer", "string", "boolean"
+_L = "list of [price, size] pairs of decimal strings"
 #: The JSON type of every field of every input message: decimals travel as strings, timestamps as
 #: integers, nothing else is accepted (pydantic alone would quietly coerce 77.29 or "1" or true).
 _FIELDS: dict[str, dict[str, str]] = {
@@ -260,6 +261,14 @@ _FIELDS: dict[str, dict[str, str]] = {
         "side": _S,
         "px": _D,
         "qty": _D,
+    },
+    "depth": {
+        "market": _S,
+        "ts_exchange": _I,
+        "ts_recv": _I,
+        "bids": _L,
+        "asks": _L,
+        "snapshot": _B,
     },
     "fill": {
         "market": _S,
@@ -299,7 +308,18 @@ _FIELDS: dict[str, dict[str, str]] = {
     "incarnation": {"market": _S, "ts": _I, "incarnation": _S},
     "timer": {"market": _S, "ts": _I},
 }
-_PY = {_D: str, _S: str, _I: int, _B: bool}
+_PY = {_D: str, _S: str, _I: int, _B: bool, _L: list}
+
+
+def _bad_level(levels: list[Any]) -> str | None:
+    """Why a depth side is not a list of [string, string] pairs (a float price would be
+    coerced by pydantic), or None."""
+    for i, level in enumerate(levels):
+        if type(level) is not list or len(level) != 2:
+            return f"{i}: expected a [price, size] pair"
+        if type(level[0]) is not str or type(level[1]) is not str:
+            return f"{i}: expected decimal strings, got {type(level[0]).__name__}, {type(level[1]).__name__}"
+    return None
 
 
 def _check_fields(obj: dict[str, Any]) -> None:
@@ -315,6 +335,10 @@ def _check_fields(obj: dict[str, Any]) -> None:
             raise WireError(f"invalid: {key}: unknown field")
         if type(value) is not _PY[expected]:
             raise WireError(f"invalid: {key}: expected a {expected}, got {type(value).__name__}")
+        if expected is _L:
+            problem = _bad_level(value)
+            if problem is not None:
+                raise WireError(f"invalid: {key}.{problem}")
 
 
 def inconsistency(event: InputEvent) -> str | None:

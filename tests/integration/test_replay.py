@@ -115,7 +115,7 @@ def test_byte_identical_across_runs_batch_sizes_and_workers(btc_events, btc_run,
         )
         if batch == 1:
             continue  # compared against its own repeat below: a full per-event run is slow
-        for name in ("intents.parquet", "fills.parquet", "timeline.parquet"):
+        for name in ("intents.parquet", "fills.parquet", "timeline.parquet", "markouts.parquet"):
             assert (out / name).read_bytes() == (reference.out_dir / name).read_bytes(), (
                 name,
                 batch,
@@ -123,8 +123,44 @@ def test_byte_identical_across_runs_batch_sizes_and_workers(btc_events, btc_run,
             )
     again = tmp_path / "again"
     replay(btc_events[:20_000], settings, again, report=False, batch_size=7)
-    for name in ("intents.parquet", "fills.parquet"):
+    for name in ("intents.parquet", "fills.parquet", "markouts.parquet"):
         assert (again / name).read_bytes() == (tmp_path / "b1w1" / name).read_bytes()
+
+
+def test_markouts_on_real_btc(btc_run) -> None:
+    """markouts.parquet has one row per fill (so one per maker fill among them), marked as
+    ``mmflow.markouts`` defines it; the summary's attribution adds up to realized + unrealized."""
+    result, settings = btc_run
+    out = result.out_dir
+    summary = result.summary["markets"]["binance-futures:BTCUSDT"]
+    fills = pl.read_parquet(out / "fills.parquet")
+    marks = pl.read_parquet(out / "markouts.parquet")
+    assert marks["fill_id"].to_list() == fills["fill_id"].to_list()
+    makers = marks.filter(pl.col("liquidity") == "maker")
+    assert makers.height == summary["maker_fills"] > 0
+    assert set(makers["cause"]) <= {"trade_through", "trade_at_price", "touch"}
+    assert set(marks.filter(pl.col("source") == "hedge")["cause"]) == {"ioc"}
+    assert marks["mid_at_fill"].null_count() == 0
+    for row in marks.iter_rows(named=True):
+        sign = 1 if row["side"] == "buy" else -1
+        for h in ("1", "5", "30"):
+            mid, bps = row[f"mid_{h}s"], row[f"markout_{h}s_bps"]
+            assert (mid is None) == (bps is None)
+            if mid is not None:
+                want = sign * (mid - row["price"]) / row["price"] * 10_000
+                assert abs(bps - want) <= Decimal("0.005")
+    # The end of data leaves the last fills unresolved at 30 s: None, and counted as open.
+    maker = summary["markouts"]["maker"]
+    assert maker["unresolved"]["30"] == makers["markout_30s_bps"].null_count()
+    assert maker["count"] == makers.height
+    a = summary["attribution"]
+    parts = ("spread_quote", "adverse_selection_quote", "fees_quote", "hedging_quote", "inventory_quote")
+    total = Decimal(summary["realized_pnl_quote"]) + Decimal(summary["unrealized_pnl_quote"])
+    assert sum(Decimal(a[k]) for k in parts) == Decimal(a["total_quote"]) == total
+    assert Decimal(a["fees_quote"]) == -Decimal(summary["fees_quote"])
+    # Issue 12's finding, on this recording: negative before fees, 1 s mark-out in [-2.7, -0.2] bps.
+    assert Decimal(summary["realized_pnl_quote"]) + Decimal(summary["fees_quote"]) < 0
+    assert Decimal("-2.7") <= Decimal(maker["markout_bps"]["1"]) <= Decimal("-0.2")
 
 
 def test_faithful_mode_reproduces_state_from_recorded_fills(btc_events, btc_run, tmp_path) -> None:
@@ -217,3 +253,5 @@ def test_compare_prints_presets_side_by_side(data_dir, capsys) -> None:
     assert code == 0
     text = capsys.readouterr().out
     assert "phase1" in text and "phase2" in text and "time |inv| <= 0.01" in text
+    for row in ("mark-out 1 s (bps, maker)", "mark-out 30 s (bps, maker)", "PnL: adverse selection (5 s)"):
+        assert row in text

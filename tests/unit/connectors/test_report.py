@@ -228,3 +228,41 @@ def test_a_failed_run_leaves_the_earlier_folder_as_it_was(tmp_path) -> None:
         (folder / "summary.json").write_text("new")
     assert [p.name for p in out.iterdir()] == ["summary.json"] and (out / "summary.json").read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_where_the_pnl_goes_comes_first(tmp_path: pathlib.Path) -> None:
+    """With mark-outs and an attribution in the summary, the report opens with them: a table per
+    cause, the attribution and a figure per market, before the per-market sections."""
+    _make_run(tmp_path, rows=60)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    group = {
+        "count": 3,
+        "volume_base": "0.009",
+        "volume_quote": "603.0",
+        "markout_bps": {"1": "-1.25", "5": "-0.50", "30": None},
+        "markout_quote": {"1": "-0.07", "5": "-0.03", "30": "0"},
+        "unresolved": {"1": 0, "5": 0, "30": 3},
+    }
+    summary["markets"]["BTC-USD"]["markouts"] = {
+        "horizons_s": ["1", "5", "30"],
+        "by_cause": {"touch": group, "trade_through": group},
+        "maker": group,
+    }
+    summary["markets"]["BTC-USD"]["attribution"] = {
+        "horizon_s": "5",
+        "spread_quote": "0.5",
+        "adverse_selection_quote": "-0.7",
+        "fees_quote": "-0.2",
+        "hedging_quote": "-0.05",
+        "inventory_quote": "0.1",
+        "total_quote": "-0.35",
+    }
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert (tmp_path / "report_BTC-USD_markouts.png").read_bytes().startswith(PNG_MAGIC)
+    assert page.count("data:image/png;base64,") == len(MARKETS) + 2
+    finding = page.index("Where the PnL goes")
+    assert finding < page.index("id='m-BTC-USD'")
+    assert "trade_through" in page and "all maker fills" in page and "(3 open)" in page
+    assert "-1.25" in page and "adverse selection" in page and "-0.35" in page
+    assert write_report(tmp_path).read_text(encoding="utf-8") == page

@@ -1,0 +1,340 @@
+"""Raw Binance websocket frames on disk: book ticks, trades and the order book they describe.
+
+A frames file holds one line per message as it arrived, ``<receive time, ns> <JSON>``: combined-
+stream frames ``{"stream": ..., "data": ...}`` of ``@bookTicker``, ``@trade`` and ``@depth`` (diffs),
+and, without ``stream``, the REST depth snapshot (``lastUpdateId``, ``bids``, ``asks``). These are
+the bytes a live connector receives, so reading them is reading what a live run would see.
+
+The venue and the snapshot's symbol come from the file name, Tardis style
+(``binance-futures_BTCUSDT_...`` is USD-M, ``binance_ETHUSDT_...`` spot); a frame's market comes
+from its own symbol (``s``). Every event goes through the wire decoder (``mmflow.wire``), so a
+frame gets the verdict the same record would get on Kafka. Timestamps are integer microseconds:
+the receive time is ``ns // 1000``; the exchange time is the one the Tardis CSV of the same
+recording uses (checked field by field on ../shared/data): ``E`` (event time) for book tickers,
+``T`` (trade time) for trades, ``E`` for depth. Spot book tickers carry no exchange time, so
+theirs is the receive time, as is a spot snapshot's.
+
+Depth diffs are applied as Binance documents it:
+
+- USD-M (https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/How-to-manage-a-local-order-book-correctly):
+  buffer diffs, take the snapshot, drop diffs with ``u < lastUpdateId``; the first applied has
+  ``U <= lastUpdateId <= u``; each later diff's ``pu`` must equal the previous diff's ``u``.
+- Spot (https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams#how-to-manage-a-local-order-book-correctly):
+  drop ``u <= lastUpdateId``; the first applied has ``U <= lastUpdateId + 1 <= u``; afterwards a
+  diff with ``u <=`` the book's update id is ignored and one with ``U >`` the book's id + 1 is a
+  gap (on a clean stream: ``U == previous u + 1``).
+
+A gap is one dead letter (``depth gap: ...``); no Depth follows until a later snapshot in the file
+re-syncs the book, while book ticks and trades keep flowing. A snapshot too old for the buffered
+diffs is a dead letter too, and a market whose depth never synced (the spot recording has no
+snapshot) gets one ``depth not synced`` dead letter at the end. The snapshot becomes a
+``Depth(snapshot=True)`` when the book syncs, stamped at the receive time of the line that
+completed the sync (the first applicable diff, or the snapshot when diffs were buffered before
+it); buffered diffs applied then carry that receive time too: that is when a live connector could
+apply them, and the replay's order by arrival time keeps them after the snapshot they build on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from mmflow.connectors.reading import InputError, dead_row, raw_bytes
+from mmflow.models import SCHEMA_VERSION, DeadLetter, Depth, InputEvent
+from mmflow.wire import WireError, decode_object, inconsistency
+
+#: The Tardis exchange names of the Binance venues, from a file name's first part.
+VENUES = {"binance-futures": False, "binance": True}  # venue -> spot
+
+
+@dataclass(slots=True)
+class _Diff:
+    """A depth diff decoded but not yet sequenced: its line, ids and the event it becomes."""
+
+    row: int
+    raw: bytes
+    first: int  # U
+    last: int  # u
+    prev: int | None  # pu (USD-M only)
+    depth: Depth
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    row: int
+    raw: bytes
+    last_update_id: int
+    depth: Depth
+
+
+@dataclass(slots=True)
+class _MarketBook:
+    """One market's sequencing state: the update id of the book (None: not in sync), the
+    snapshot waiting for diffs and the diffs waiting for a snapshot."""
+
+    spot: bool
+    book_id: int | None = None
+    snapshot: _Snapshot | None = None
+    buffer: list[_Diff] = field(default_factory=list)
+    synced_once: bool = False
+    diffs: int = 0
+
+
+class _Reader:
+    """Turns the lines of one file into events and dead letters, in file order."""
+
+    def __init__(self, path: Path, venue: str, symbol: str) -> None:
+        self.path, self.venue, self.symbol = path, venue, symbol
+        self.spot = VENUES[venue]
+        self.events: list[InputEvent] = []
+        self.dead: list[DeadLetter] = []
+        self.books: dict[str, _MarketBook] = {}
+
+    # -- lines ----------------------------------------------------------------------------------
+    def line(self, row: int, raw: bytes) -> None:
+        stamp, _, body = raw.partition(b" ")
+        if not (stamp.isdigit() and body):
+            return self._refuse(row, raw, "malformed frame: expected '<receive time ns> <JSON>'")
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError as err:
+            return self._refuse(row, raw, f"malformed json: {err}")
+        recv = int(stamp) // 1000
+        if isinstance(obj, dict) and "stream" in obj and isinstance(obj.get("data"), dict):
+            return self._frame(row, raw, recv, obj["stream"], obj["data"])
+        if isinstance(obj, dict) and "lastUpdateId" in obj:
+            return self._snapshot(row, raw, recv, obj)
+        return self._refuse(row, raw, "not a combined-stream frame or a depth snapshot")
+
+    def _frame(self, row: int, raw: bytes, recv: int, stream: Any, data: dict[str, Any]) -> None:
+        name, _, kind = str(stream).partition("@")
+        market = f"{self.venue}:{str(data.get('s') or name).upper()}"
+        try:
+            if kind == "bookTicker":
+                return self._market_data(row, raw, _book(market, recv, data))
+            if kind == "trade":
+                return self._market_data(row, raw, _trade(market, recv, data))
+            if kind == "depth" or kind.startswith("depth@"):  # diffs (depth5@... is a partial book)
+                return self._diff(row, raw, market, _diff(row, raw, market, recv, data, self.spot))
+        except WireError as err:
+            return self._refuse(row, raw, str(err), market)
+        self._refuse(row, raw, f"unsupported stream {stream!r}", market)
+
+    def _market_data(self, row: int, raw: bytes, event: InputEvent) -> None:
+        problem = inconsistency(event)
+        if problem is not None:
+            return self._refuse(row, raw, problem, event.market)
+        self.events.append(event)
+
+    def _snapshot(self, row: int, raw: bytes, recv: int, obj: dict[str, Any]) -> None:
+        market = f"{self.venue}:{self.symbol}"
+        try:
+            snap = _snapshot(row, raw, market, recv, obj)
+        except WireError as err:
+            return self._refuse(row, raw, str(err), market)
+        book = self._book(market)
+        if book.book_id is not None:
+            reason = f"depth snapshot not needed: the book is in sync at u {book.book_id}"
+            return self._refuse(row, raw, reason, market)
+        book.snapshot = snap
+        self._try_sync(book, recv)
+
+    # -- sequencing -----------------------------------------------------------------------------
+    def _book(self, market: str) -> _MarketBook:
+        book = self.books.get(market)
+        if book is None:
+            book = self.books[market] = _MarketBook(self.spot)
+        return book
+
+    def _diff(self, row: int, raw: bytes, market: str, diff: _Diff) -> None:
+        book = self._book(market)
+        book.diffs += 1
+        if book.book_id is None:
+            book.buffer.append(diff)
+            return self._try_sync(book, diff.depth.ts_recv)
+        self._apply(book, diff, diff.depth.ts_recv)
+
+    def _try_sync(self, book: _MarketBook, now: int) -> None:
+        """Binance's steps 4-5: drop what the snapshot already holds, then start from the first
+        diff that spans the snapshot's update id (or say the snapshot is too old)."""
+        snap = book.snapshot
+        if snap is None:
+            return
+        start = snap.last_update_id + 1 if book.spot else snap.last_update_id
+        book.buffer = [d for d in book.buffer if d.last >= start]
+        if not book.buffer:
+            return
+        first = book.buffer[0]
+        if first.first > start:
+            reason = (
+                f"depth snapshot too old: lastUpdateId {snap.last_update_id}, "
+                f"the next diff starts at U {first.first}"
+            )
+            book.snapshot = None
+            return self._refuse(snap.row, snap.raw, reason, snap.depth.market)
+        book.snapshot, book.synced_once = None, True
+        self.events.append(replace(snap.depth, ts_recv=max(now, snap.depth.ts_recv)))
+        book.book_id = first.last
+        pending, book.buffer = book.buffer, []
+        self.events.append(replace(first.depth, ts_recv=now))
+        for diff in pending[1:]:
+            self._apply(book, diff, now)
+
+    def _apply(self, book: _MarketBook, diff: _Diff, now: int) -> None:
+        """One diff on a book in sync: applied, ignored (spot: already in the book) or a gap."""
+        if book.book_id is None:  # a gap earlier in this batch of buffered diffs
+            book.buffer.append(diff)
+            return
+        gap = _gap(book.spot, book.book_id, diff)
+        if gap == "":
+            return
+        if gap is not None:
+            book.book_id, book.buffer = None, [diff]
+            return self._refuse(diff.row, diff.raw, gap, diff.depth.market)
+        book.book_id = diff.last
+        depth = diff.depth
+        self.events.append(depth if depth.ts_recv >= now else replace(depth, ts_recv=now))
+
+    def finish(self) -> None:
+        """The end of the file: a market whose depth never synced is said so, once."""
+        for market, book in self.books.items():
+            if not book.synced_once:
+                reason = (
+                    f"depth not synced: no REST depth snapshot matched the {book.diffs} depth diffs "
+                    f"of {market} in the file, so it has no depth events"
+                )
+                self.dead.append(DeadLetter(source=self.path.name, reason=reason, raw=b"", market=market))
+
+    def _refuse(self, row: int, raw: bytes, reason: str, market: str | None = None) -> None:
+        self.dead.append(dead_row(self.path, raw, reason, row, market))
+
+
+def _gap(spot: bool, book_id: int, diff: _Diff) -> str | None:
+    """The gap reason for ``diff`` on a book at ``book_id``, "" to ignore it, None to apply it."""
+    if not spot:
+        if diff.prev != book_id:
+            return f"depth gap: pu {diff.prev} != previous u {book_id}; no depth until a later snapshot"
+        return None
+    if diff.last <= book_id:
+        return ""
+    if diff.first > book_id + 1:
+        return f"depth gap: U {diff.first} > previous u {book_id} + 1; no depth until a later snapshot"
+    return None
+
+
+# -- frames to events -----------------------------------------------------------------------------
+
+
+def _ms(data: dict[str, Any], key: str, default: int) -> Any:
+    """A millisecond field as microseconds; anything but an integer is passed on for the
+    decoder to refuse with its reason."""
+    value = data.get(key)
+    if value is None:
+        return default
+    return value * 1000 if type(value) is int else value
+
+
+def _decode(obj: dict[str, Any]) -> InputEvent:
+    return decode_object(obj | {"v": SCHEMA_VERSION})
+
+
+def _book(market: str, recv: int, d: dict[str, Any]) -> InputEvent:
+    return _decode(
+        {
+            "type": "book",
+            "market": market,
+            "ts_exchange": _ms(d, "E", recv),
+            "ts_recv": recv,
+            "bid_px": d.get("b"),
+            "bid_qty": d.get("B"),
+            "ask_px": d.get("a"),
+            "ask_qty": d.get("A"),
+        }
+    )
+
+
+def _trade(market: str, recv: int, d: dict[str, Any]) -> InputEvent:
+    maker = d.get("m")
+    if type(maker) is not bool:
+        raise WireError(f"invalid: m: expected a boolean (buyer is maker), got {type(maker).__name__}")
+    return _decode(
+        {
+            "type": "trade",
+            "market": market,
+            "ts_exchange": _ms(d, "T", recv),
+            "ts_recv": recv,
+            "trade_id": str(d["t"]) if type(d.get("t")) is int else d.get("t"),
+            "side": "sell" if maker else "buy",  # the buyer was the maker: the taker sold
+            "px": d.get("p"),
+            "qty": d.get("q"),
+        }
+    )
+
+
+def _ids(d: dict[str, Any], keys: Iterable[str]) -> list[int]:
+    values = [d.get(k) for k in keys]
+    for key, value in zip(keys, values, strict=True):
+        if type(value) is not int:
+            raise WireError(f"invalid: {key}: expected an integer update id, got {type(value).__name__}")
+    return values  # type: ignore[return-value]
+
+
+def _depth(market: str, ts: Any, recv: int, bids: Any, asks: Any, snapshot: bool) -> Depth:
+    obj = {"type": "depth", "market": market, "ts_exchange": ts, "ts_recv": recv}
+    event = _decode(obj | {"bids": bids, "asks": asks, "snapshot": snapshot})
+    assert type(event) is Depth
+    return event
+
+
+def _diff(row: int, raw: bytes, market: str, recv: int, d: dict[str, Any], spot: bool) -> _Diff:
+    first, last, *prev = _ids(d, ("U", "u") if spot else ("U", "u", "pu"))
+    depth = _depth(market, _ms(d, "E", recv), recv, d.get("b"), d.get("a"), False)
+    return _Diff(row, raw, first, last, prev[0] if prev else None, depth)
+
+
+def _snapshot(row: int, raw: bytes, market: str, recv: int, obj: dict[str, Any]) -> _Snapshot:
+    (last,) = _ids(obj, ("lastUpdateId",))
+    depth = _depth(market, _ms(obj, "E", recv), recv, obj.get("bids"), obj.get("asks"), True)
+    return _Snapshot(row, raw, last, depth)
+
+
+# -- the file --------------------------------------------------------------------------------------
+
+
+def venue_and_symbol(path: Path) -> tuple[str, str]:
+    """``(venue, symbol)`` from a Tardis-style file name, or InputError naming the file."""
+    venue, _, rest = path.name.partition("_")
+    symbol = rest.partition("_")[0].partition(".")[0]
+    if venue not in VENUES or not symbol:
+        raise InputError(
+            f"{path.name}: cannot tell the Binance venue and symbol from the file name "
+            "(expected binance-futures_<SYMBOL>_... or binance_<SYMBOL>_...)"
+        )
+    return venue, symbol.upper()
+
+
+def read_frames(
+    path: str | Path, markets: Iterable[str] | None = None
+) -> tuple[list[InputEvent], list[DeadLetter]]:
+    """Book ticks, trades and depth of one raw frames file (gzipped or not), in file order,
+    and the dead letters. With ``markets``, a market the settings have no spec for stops the
+    read, as in ``files.read_events``."""
+    path = Path(path)
+    venue, symbol = venue_and_symbol(path)
+    reader = _Reader(path, venue, symbol)
+    for row, line in enumerate(raw_bytes(path).splitlines(), start=1):
+        if line.strip():
+            reader.line(row, line)
+    reader.finish()
+    if markets is not None:
+        unknown = sorted({e.market for e in reader.events} - set(markets))
+        if unknown:
+            raise InputError(
+                f"{path.name}: no instrument spec for {', '.join(map(repr, unknown))} "
+                "(add it under markets in the config)"
+            )
+    return reader.events, reader.dead
