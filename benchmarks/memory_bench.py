@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from mmflow.config import InstrumentSpec, Settings, load_settings
+from mmflow.connectors.paper_venue import paper_venues
 from mmflow.flows.runtime import MarketRuntime
 from mmflow.outputs import Outputs
 
@@ -33,7 +34,7 @@ def markets_state(events: Sequence[Any], n: int, per_market: int) -> dict[str, f
     runtimes = []
     for i in range(n):
         market = f"M{i:04d}"
-        rt = MarketRuntime(market, settings)
+        rt = MarketRuntime(market, settings, paper_venues(settings)(market))
         out = Outputs()
         for e in events[:per_market]:
             rt.process(replace(e, market=market), out)
@@ -50,7 +51,7 @@ def state_over_time(
 ) -> list[tuple[int, float]]:
     """Pickled state of one market after more and more events: it must stay flat."""
     settings = settings or load_settings("phase2")
-    rt = MarketRuntime(events[0].market, settings)
+    rt = MarketRuntime(events[0].market, settings, paper_venues(settings)(events[0].market))
     out = Outputs()
     result = []
     done = 0

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from mmflow.config import Settings, load_settings
 from mmflow.connectors.files import load_inputs
+from mmflow.connectors.paper_venue import paper_venues
 from mmflow.flows.replay import run_events
 from mmflow.flows.runtime import MarketRuntime
 from mmflow.outputs import Outputs
@@ -45,7 +46,7 @@ def median_rate(n: int, fn: Callable[[], object], runs: int) -> float:
 
 
 def core_loop(events: list, settings: Settings) -> None:
-    rt = MarketRuntime("binance-futures:BTCUSDT", settings)
+    rt = MarketRuntime("binance-futures:BTCUSDT", settings, paper_venues(settings)("binance-futures:BTCUSDT"))
     out = Outputs()
     for e in events:
         rt.process(e, out)

@@ -102,7 +102,7 @@ def run_scenario(fault: str, moment: float, env: dict[str, str], tmp: Path, pref
     bootstrap = f"127.0.0.1:{env['KAFKA_PORT']}"
     sets = [*topic_sets(prefix), f"kafka.state_topic={prefix}.state", f"kafka.bootstrap_servers={bootstrap}"]
     settings = load_settings("phase2", BTC_CONFIG, sets)
-    for name in ("md", "fills", "control", "intents", "dlq", "positions", "fills.journal", "state"):
+    for name in ("md", "fills", "orders", "control", "intents", "dlq", "positions", "fills.journal", "state"):
         create_topic(bootstrap, f"{prefix}.{name}", partitions=1 if name == "state" else 2)
     cfg = ["--preset", "phase2", "--config", str(BTC_CONFIG), *[a for s in sets for a in ("--set", s)]]
     recovery = tmp / "recovery"

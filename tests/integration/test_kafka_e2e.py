@@ -151,7 +151,8 @@ def test_live_loop_end_to_end_and_offline_replay(
         fills_topic = f"{prefix}.fills"
         positions_topic = f"{prefix}.positions"
         # The venue reports positions every 2 s for ever: once its fills have stopped, stop it, so
-        # the count of what the flow must consume stops moving too.
+        # the count of what the flow must consume (market data, fills, order updates, positions)
+        # stops moving too.
         wait_stable(lambda: len(read_topic(settings.kafka, fills_topic, 1.0)))
         stop(venue)
         samples = wait_settled(
@@ -161,6 +162,7 @@ def test_live_loop_end_to_end_and_offline_replay(
                 87_402
                 + len(read_topic(settings.kafka, fills_topic, 1.0))
                 + len(read_topic(settings.kafka, positions_topic, 1.0))
+                + len(read_topic(settings.kafka, f"{prefix}.orders", 1.0))
             ),
         )
     finally:

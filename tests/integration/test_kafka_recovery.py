@@ -266,6 +266,7 @@ def test_broker_restart_during_a_live_run_loses_nothing(tmp_path, unique_topic_p
                 87_402
                 + len(read_topic(settings.kafka, f"{prefix}.fills", 1.0))
                 + len(read_topic(settings.kafka, f"{prefix}.positions", 1.0))
+                + len(read_topic(settings.kafka, f"{prefix}.orders", 1.0))
             ),
             timeout=240,
         )
