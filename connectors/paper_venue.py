@@ -98,9 +98,14 @@ class Touch:
     px: Decimal | None = None
     taken: Decimal = _ZERO
 
-    def available(self, px: Decimal, shown: Decimal) -> Decimal:
+    def moved_to(self, px: Decimal) -> None:
+        """The level's price now: a new price is a new level, nothing taken from it yet (a price
+        that comes back later is a new level too)."""
         if px != self.px:
             self.px, self.taken = px, _ZERO
+
+    def available(self, px: Decimal, shown: Decimal) -> Decimal:
+        self.moved_to(px)
         return max(_ZERO, shown - self.taken)
 
 
@@ -173,6 +178,8 @@ class PaperVenue:
         self._catch_up(now)
         self.best_bid, self.best_ask = tick.bid_px, tick.ask_px
         self.bid_qty, self.ask_qty = tick.bid_qty, tick.ask_qty
+        self.touch["buy"].moved_to(tick.ask_px)
+        self.touch["sell"].moved_to(tick.bid_px)
         if self.orders:
             if self.book is None:
                 self._show_touch()

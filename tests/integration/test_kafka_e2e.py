@@ -185,7 +185,9 @@ def test_live_loop_end_to_end_and_offline_replay(
     assert samples[("maker_inventory_base", btc)] == float(position)
     assert samples[("maker_fifo_realized_quote", btc)] == float(realized)
     positions = [decode_input(v) for v in read_topic(settings.kafka, f"{prefix}.positions", idle_s=2.0)]
-    assert samples[("maker_events_total", btc)] == 87_402 + len(fills) + len(positions)
+    orders = [decode_input(v) for v in read_topic(settings.kafka, f"{prefix}.orders", idle_s=2.0)]
+    assert orders and {o.status for o in orders} >= {"accepted", "cancelled"}
+    assert samples[("maker_events_total", btc)] == 87_402 + len(fills) + len(positions) + len(orders)
     # The venue's own count agrees with the books: no reconciliation halt, the last report matches.
     assert positions and positions[-1].position == position and positions[-1].fills == len(fills)
     assert samples[("maker_reconcile_halt", btc)] == 0

@@ -95,9 +95,14 @@ def test_an_unchanged_touch_fills_us_once() -> None:
     assert [f.qty for f in fills(v.on_book(book(BTC, 20 * MS, "61698.00", "1", "61699.00", "0.005")))] == [
         D("0.002")
     ]
+    # The touch moves away and comes back: a new level, all of it new.
+    v.on_book(book(BTC, 20_500, "61698.00", "1", "61700.00", "1"))
+    assert [f.qty for f in fills(v.on_book(book(BTC, 20_600, "61698.00", "1", "61699.00", "0.001")))] == [
+        D("0.001")
+    ]
     # The touch moved to another price: a new level, all of it is new.
     assert [f.qty for f in fills(v.on_book(book(BTC, 21 * MS, "61698.00", "1", "61698.50", "0.100")))] == [
-        D("0.005")
+        D("0.004")  # what is left of the order
     ]
 
 
