@@ -1,11 +1,13 @@
-"""The live commands: topics, feed, run, venue, record (all on Kafka)."""
+"""The live commands: topics, feed, ingest, run, venue, record (all on Kafka)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -76,6 +78,76 @@ def cmd_feed(args: argparse.Namespace) -> int:
         print(f"feed: {lost:,} of {len(market_data):,} events not delivered to {topic}", file=sys.stderr)
         return 1
     print(f"fed {len(market_data):,} events to {topic} in {wall:.2f} s")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Binance market data to the market-data topic until SIGINT/SIGTERM or ``--seconds``; exit 1
+    when the broker is unusable or did not take every event, 2 for bad arguments."""
+    from mmflow.connectors.binance_ws import VENUES, Ingest, KafkaOut, poll_loop
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    venue = VENUES[args.venue]
+    symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+    if not symbols:
+        print("mmflow ingest: give --symbols SYM[,SYM...]", file=sys.stderr)
+        return 2
+    if args.testnet and (args.ws_url or args.rest_url):
+        print("mmflow ingest: --testnet or --ws-url/--rest-url, not both", file=sys.stderr)
+        return 2
+    if bool(args.ws_url) != bool(args.rest_url):
+        print("mmflow ingest: --ws-url and --rest-url go together", file=sys.stderr)
+        return 2
+    settings = _settings(args)
+    unknown = [f"{venue.prefix}:{s}" for s in symbols if f"{venue.prefix}:{s}" not in settings.markets]
+    if unknown:
+        print(
+            f"mmflow ingest: no instrument spec for {', '.join(unknown)}: the flow will refuse them",
+            file=sys.stderr,
+        )
+    problem = broker_problem(settings.kafka)
+    if problem is not None:
+        print(f"mmflow ingest: {problem}", file=sys.stderr)
+        return 1
+    metrics = get_metrics()
+    if args.metrics_port is not None:
+        metrics.serve(args.metrics_port, settings.metrics.host)
+    out = KafkaOut(
+        settings.kafka, venue.name, metrics, **{"message.timeout.ms": str(int(args.timeout * 1000))}
+    )
+    ingest = Ingest(
+        venue,
+        symbols,
+        out,
+        metrics,
+        depth=args.depth,
+        ws_url=args.ws_url,
+        rest_url=args.rest_url,
+        testnet=args.testnet,
+        backoff_cap=args.backoff_cap,
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if args.seconds is not None:
+            loop.call_later(args.seconds, stop.set)
+        poller = asyncio.ensure_future(poll_loop(out, stop))
+        await ingest.run(stop)
+        await poller
+
+    start = time.monotonic()
+    asyncio.run(main())
+    left = out.flush(args.timeout + 5)
+    lost = len(out.errors) + left
+    topic = settings.kafka.market_data_topic
+    if lost:
+        print(f"ingest: {lost:,} of {out.sent:,} events not delivered to {topic}", file=sys.stderr)
+        return 1
+    wall = time.monotonic() - start
+    print(f"ingested {out.sent:,} events to {topic} in {wall:.1f} s over {ingest.connections} connection(s)")
     return 0
 
 
@@ -211,6 +283,23 @@ def register(sub: Any) -> None:
         type=float,
         default=30.0,
         help="seconds an event may wait for the broker before it counts as lost",
+    )
+
+    p = add("ingest", cmd_ingest, "Binance market data (websocket) to the market-data topic")
+    p.add_argument("--venue", choices=["binance-usdm", "binance-spot"], default="binance-usdm")
+    p.add_argument("--symbols", required=True, help="comma separated, e.g. SOLUSDT,BTCUSDT")
+    p.add_argument("--depth", action="store_true", help="also the order book diffs (with REST snapshots)")
+    p.add_argument("--ws-url", help="websocket base URL (default: the venue's production or testnet)")
+    p.add_argument("--rest-url", help="REST base URL (with --ws-url)")
+    p.add_argument("--testnet", action="store_true", help="the venue's testnet")
+    p.add_argument("--metrics-port", type=int)
+    p.add_argument("--seconds", type=float, help="stop after this long (default: run until killed)")
+    p.add_argument("--backoff-cap", type=float, default=30.0, help="longest wait between reconnects (s)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds an event may wait for the broker before it is lost",
     )
 
     p = add("run", cmd_run, "run the flow on Kafka (python -m bytewax.run)")

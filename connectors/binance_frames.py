@@ -36,8 +36,8 @@ apply them, and the replay's order by arrival time keeps them after the snapshot
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ VENUES = {"binance-futures": False, "binance": True}  # venue -> spot
 
 
 @dataclass(slots=True)
-class _Diff:
+class Diff:
     """A depth diff decoded but not yet sequenced: its line, ids and the event it becomes."""
 
     row: int
@@ -64,24 +64,97 @@ class _Diff:
 
 
 @dataclass(slots=True)
-class _Snapshot:
+class Snapshot:
+    """A REST depth snapshot decoded: its ``lastUpdateId`` and the event it becomes."""
+
     row: int
     raw: bytes
     last_update_id: int
     depth: Depth
 
 
-@dataclass(slots=True)
-class _MarketBook:
-    """One market's sequencing state: the update id of the book (None: not in sync), the
-    snapshot waiting for diffs and the diffs waiting for a snapshot."""
+#: A sequencer's outputs: an event in order, or a refusal (row, raw, reason, market).
+Emit = Callable[[InputEvent], None]
+Refuse = Callable[[int, bytes, str, str], None]
 
-    spot: bool
-    book_id: int | None = None
-    snapshot: _Snapshot | None = None
-    buffer: list[_Diff] = field(default_factory=list)
-    synced_once: bool = False
-    diffs: int = 0
+
+class DepthBook:
+    """One market's depth sequencing, Binance's documented steps (module docstring): the update
+    id of the book (None: not in sync), the snapshot waiting for diffs and the diffs waiting for
+    a snapshot. What it applies goes to ``emit`` in order; gaps and unusable snapshots to
+    ``refuse``. Shared by the file reader and the live ingest (``connectors/binance_ws.py``),
+    which asks for a new snapshot whenever ``wants_snapshot``."""
+
+    __slots__ = ("spot", "emit", "refuse", "book_id", "snapshot", "buffer", "synced_once", "diffs", "gaps")
+
+    def __init__(self, spot: bool, emit: Emit, refuse: Refuse) -> None:
+        self.spot, self.emit, self.refuse = spot, emit, refuse
+        self.book_id: int | None = None
+        self.snapshot: Snapshot | None = None
+        self.buffer: list[Diff] = []
+        self.synced_once = False
+        self.diffs = 0
+        self.gaps = 0
+
+    @property
+    def wants_snapshot(self) -> bool:
+        return self.book_id is None and self.snapshot is None
+
+    def on_snapshot(self, snap: Snapshot, now: int) -> None:
+        if self.book_id is not None:
+            reason = f"depth snapshot not needed: the book is in sync at u {self.book_id}"
+            return self.refuse(snap.row, snap.raw, reason, snap.depth.market)
+        self.snapshot = snap
+        self._try_sync(now)
+
+    def on_diff(self, diff: Diff) -> None:
+        self.diffs += 1
+        if self.book_id is None:
+            self.buffer.append(diff)
+            return self._try_sync(diff.depth.ts_recv)
+        self._apply(diff, diff.depth.ts_recv)
+
+    def _try_sync(self, now: int) -> None:
+        """Binance's steps 4-5: drop what the snapshot already holds, then start from the first
+        diff that spans the snapshot's update id (or say the snapshot is too old)."""
+        snap = self.snapshot
+        if snap is None:
+            return
+        start = snap.last_update_id + 1 if self.spot else snap.last_update_id
+        self.buffer = [d for d in self.buffer if d.last >= start]
+        if not self.buffer:
+            return
+        first = self.buffer[0]
+        if first.first > start:
+            reason = (
+                f"depth snapshot too old: lastUpdateId {snap.last_update_id}, "
+                f"the next diff starts at U {first.first}"
+            )
+            self.snapshot = None
+            return self.refuse(snap.row, snap.raw, reason, snap.depth.market)
+        self.snapshot, self.synced_once = None, True
+        self.emit(replace(snap.depth, ts_recv=max(now, snap.depth.ts_recv)))
+        self.book_id = first.last
+        pending, self.buffer = self.buffer, []
+        self.emit(replace(first.depth, ts_recv=now))
+        for diff in pending[1:]:
+            self._apply(diff, now)
+
+    def _apply(self, diff: Diff, now: int) -> None:
+        """One diff on a book in sync: applied, ignored (spot: already in the book) or a gap."""
+        if self.book_id is None:  # a gap earlier in this batch of buffered diffs
+            self.buffer.append(diff)
+            return
+        gap = _gap(self.spot, self.book_id, diff)
+        if gap == "":
+            return
+        if gap is not None:
+            self.book_id, self.buffer = None, [diff]
+            self.gaps += 1
+            return self.refuse(diff.row, diff.raw, gap, diff.depth.market)
+        self.book_id = diff.last
+        depth = diff.depth
+        self.emit(depth if depth.ts_recv >= now else replace(depth, ts_recv=now))
 
 
 class _Reader:
@@ -92,7 +165,7 @@ class _Reader:
         self.spot = VENUES[venue]
         self.events: list[InputEvent] = []
         self.dead: list[DeadLetter] = []
-        self.books: dict[str, _MarketBook] = {}
+        self.books: dict[str, DepthBook] = {}
 
     # -- lines ----------------------------------------------------------------------------------
     def line(self, row: int, raw: bytes) -> None:
@@ -111,93 +184,28 @@ class _Reader:
         return self._refuse(row, raw, "not a combined-stream frame or a depth snapshot")
 
     def _frame(self, row: int, raw: bytes, recv: int, stream: Any, data: dict[str, Any]) -> None:
-        name, _, kind = str(stream).partition("@")
-        market = f"{self.venue}:{str(data.get('s') or name).upper()}"
         try:
-            if kind == "bookTicker":
-                return self._market_data(row, raw, _book(market, recv, data))
-            if kind == "trade":
-                return self._market_data(row, raw, _trade(market, recv, data))
-            if kind == "depth" or kind.startswith("depth@"):  # diffs (depth5@... is a partial book)
-                return self._diff(row, raw, market, _diff(row, raw, market, recv, data, self.spot))
-        except WireError as err:
-            return self._refuse(row, raw, str(err), market)
-        self._refuse(row, raw, f"unsupported stream {stream!r}", market)
-
-    def _market_data(self, row: int, raw: bytes, event: InputEvent) -> None:
-        problem = inconsistency(event)
-        if problem is not None:
-            return self._refuse(row, raw, problem, event.market)
-        self.events.append(event)
+            item = parse_frame(self.venue, self.spot, row, raw, recv, stream, data)
+        except FrameError as err:
+            return self._refuse(row, raw, str(err), err.market)
+        if isinstance(item, Diff):
+            return self._book(item.depth.market).on_diff(item)
+        self.events.append(item)
 
     def _snapshot(self, row: int, raw: bytes, recv: int, obj: dict[str, Any]) -> None:
         market = f"{self.venue}:{self.symbol}"
         try:
-            snap = _snapshot(row, raw, market, recv, obj)
+            snap = parse_snapshot(row, raw, market, recv, obj)
         except WireError as err:
             return self._refuse(row, raw, str(err), market)
-        book = self._book(market)
-        if book.book_id is not None:
-            reason = f"depth snapshot not needed: the book is in sync at u {book.book_id}"
-            return self._refuse(row, raw, reason, market)
-        book.snapshot = snap
-        self._try_sync(book, recv)
+        self._book(market).on_snapshot(snap, recv)
 
     # -- sequencing -----------------------------------------------------------------------------
-    def _book(self, market: str) -> _MarketBook:
+    def _book(self, market: str) -> DepthBook:
         book = self.books.get(market)
         if book is None:
-            book = self.books[market] = _MarketBook(self.spot)
+            book = self.books[market] = DepthBook(self.spot, self.events.append, self._refuse)
         return book
-
-    def _diff(self, row: int, raw: bytes, market: str, diff: _Diff) -> None:
-        book = self._book(market)
-        book.diffs += 1
-        if book.book_id is None:
-            book.buffer.append(diff)
-            return self._try_sync(book, diff.depth.ts_recv)
-        self._apply(book, diff, diff.depth.ts_recv)
-
-    def _try_sync(self, book: _MarketBook, now: int) -> None:
-        """Binance's steps 4-5: drop what the snapshot already holds, then start from the first
-        diff that spans the snapshot's update id (or say the snapshot is too old)."""
-        snap = book.snapshot
-        if snap is None:
-            return
-        start = snap.last_update_id + 1 if book.spot else snap.last_update_id
-        book.buffer = [d for d in book.buffer if d.last >= start]
-        if not book.buffer:
-            return
-        first = book.buffer[0]
-        if first.first > start:
-            reason = (
-                f"depth snapshot too old: lastUpdateId {snap.last_update_id}, "
-                f"the next diff starts at U {first.first}"
-            )
-            book.snapshot = None
-            return self._refuse(snap.row, snap.raw, reason, snap.depth.market)
-        book.snapshot, book.synced_once = None, True
-        self.events.append(replace(snap.depth, ts_recv=max(now, snap.depth.ts_recv)))
-        book.book_id = first.last
-        pending, book.buffer = book.buffer, []
-        self.events.append(replace(first.depth, ts_recv=now))
-        for diff in pending[1:]:
-            self._apply(book, diff, now)
-
-    def _apply(self, book: _MarketBook, diff: _Diff, now: int) -> None:
-        """One diff on a book in sync: applied, ignored (spot: already in the book) or a gap."""
-        if book.book_id is None:  # a gap earlier in this batch of buffered diffs
-            book.buffer.append(diff)
-            return
-        gap = _gap(book.spot, book.book_id, diff)
-        if gap == "":
-            return
-        if gap is not None:
-            book.book_id, book.buffer = None, [diff]
-            return self._refuse(diff.row, diff.raw, gap, diff.depth.market)
-        book.book_id = diff.last
-        depth = diff.depth
-        self.events.append(depth if depth.ts_recv >= now else replace(depth, ts_recv=now))
 
     def finish(self) -> None:
         """The end of the file: a market whose depth never synced is said so, once."""
@@ -213,7 +221,49 @@ class _Reader:
         self.dead.append(dead_row(self.path, raw, reason, row, market))
 
 
-def _gap(spot: bool, book_id: int, diff: _Diff) -> str | None:
+class FrameError(WireError):
+    """A combined-stream frame refused, with the market it names (None when it names none)."""
+
+    def __init__(self, reason: str, market: str | None) -> None:
+        super().__init__(reason)
+        self.market = market
+
+
+def stream_kind(stream: Any) -> str:
+    """``bookTicker``, ``trade``, ``depth`` (diffs, any speed) or the stream's own suffix."""
+    kind = str(stream).partition("@")[2]
+    return "depth" if kind == "depth" or kind.startswith("depth@") else kind
+
+
+def parse_frame(
+    venue: str, spot: bool, row: int, raw: bytes, recv: int, stream: Any, data: dict[str, Any]
+) -> InputEvent | Diff:
+    """One combined-stream frame's payload as an event (book tick, trade) or a depth diff still
+    to be sequenced (``DepthBook``); FrameError says why not. ``venue`` is the market prefix
+    (``binance-futures``, ``binance``); ``recv`` the receive time in microseconds."""
+    name = str(stream).partition("@")[0]
+    market = f"{venue}:{str(data.get('s') or name).upper()}"
+    kind = stream_kind(stream)
+    try:
+        if kind == "bookTicker":
+            event = _book(market, recv, data)
+        elif kind == "trade":
+            event = _trade(market, recv, data)
+        elif kind == "depth":  # diffs (depth5@... is a partial book)
+            return _diff(row, raw, market, recv, data, spot)
+        else:
+            raise FrameError(f"unsupported stream {stream!r}", market)
+    except FrameError:
+        raise
+    except WireError as err:
+        raise FrameError(str(err), market) from None
+    problem = inconsistency(event)
+    if problem is not None:
+        raise FrameError(problem, market)
+    return event
+
+
+def _gap(spot: bool, book_id: int, diff: Diff) -> str | None:
     """The gap reason for ``diff`` on a book at ``book_id``, "" to ignore it, None to apply it."""
     if not spot:
         if diff.prev != book_id:
@@ -290,16 +340,17 @@ def _depth(market: str, ts: Any, recv: int, bids: Any, asks: Any, snapshot: bool
     return event
 
 
-def _diff(row: int, raw: bytes, market: str, recv: int, d: dict[str, Any], spot: bool) -> _Diff:
+def _diff(row: int, raw: bytes, market: str, recv: int, d: dict[str, Any], spot: bool) -> Diff:
     first, last, *prev = _ids(d, ("U", "u") if spot else ("U", "u", "pu"))
     depth = _depth(market, _ms(d, "E", recv), recv, d.get("b"), d.get("a"), False)
-    return _Diff(row, raw, first, last, prev[0] if prev else None, depth)
+    return Diff(row, raw, first, last, prev[0] if prev else None, depth)
 
 
-def _snapshot(row: int, raw: bytes, market: str, recv: int, obj: dict[str, Any]) -> _Snapshot:
+def parse_snapshot(row: int, raw: bytes, market: str, recv: int, obj: dict[str, Any]) -> Snapshot:
+    """A REST depth snapshot (``lastUpdateId``, ``bids``, ``asks``); WireError says why not."""
     (last,) = _ids(obj, ("lastUpdateId",))
     depth = _depth(market, _ms(obj, "E", recv), recv, obj.get("bids"), obj.get("asks"), True)
-    return _Snapshot(row, raw, last, depth)
+    return Snapshot(row, raw, last, depth)
 
 
 # -- the file --------------------------------------------------------------------------------------

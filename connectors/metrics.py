@@ -135,6 +135,82 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        # mmflow ingest (connectors/binance_ws.py): market data from the exchange into Kafka.
+        ms = ["market", "stream"]
+        self.ingest_events = Counter(
+            "mmflow_ingest_events", "Events written to the market-data topic", ms, registry=r
+        )
+        self.ingest_gaps = Counter(
+            "mmflow_ingest_sequence_gaps",
+            "Sequence gaps: trade ids skipped, depth U/u/pu not continuing the book (each resyncs)",
+            ms,
+            registry=r,
+        )
+        self.ingest_duplicates = Counter(
+            "mmflow_ingest_duplicates",
+            "Frames dropped as already written (a reconnect's overlap, by trade or update id)",
+            ms,
+            registry=r,
+        )
+        self.ingest_dead_letters = Counter(
+            "mmflow_ingest_dead_letters",
+            "Malformed frames sent to the dead-letter topic",
+            ["reason"],
+            registry=r,
+        )
+        self.ingest_reconnects = Counter(
+            "mmflow_ingest_reconnects", "Websocket connections lost or refused", ["venue"], registry=r
+        )
+        self.ingest_connected = Gauge(
+            "mmflow_ingest_connected",
+            "Websocket connected and subscribed (1) or not (0)",
+            ["venue"],
+            registry=r,
+        )
+        self.ingest_snapshots = Counter(
+            "mmflow_ingest_depth_snapshots",
+            "REST depth snapshots fetched (first sync and resyncs)",
+            m,
+            registry=r,
+        )
+        self.ingest_snapshot_failures = Counter(
+            "mmflow_ingest_depth_snapshot_failures",
+            "Depth snapshots that failed or could not sync the book (too old, refused, unreachable)",
+            ["market", "reason"],
+            registry=r,
+        )
+        self.ingest_depth_synced = Gauge(
+            "mmflow_ingest_depth_synced",
+            "The local order book is in sync (1) or waits for a snapshot (0)",
+            m,
+            registry=r,
+        )
+        self.ingest_exchange_delay = Histogram(
+            "mmflow_ingest_exchange_delay_seconds",
+            "Receive time minus exchange time, local clock (add mmflow_ingest_clock_offset_seconds to correct)",
+            ms,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
+        self.ingest_clock_offset = Gauge(
+            "mmflow_ingest_clock_offset_seconds",
+            "Exchange clock minus local clock (GET /time, shortest round trip of the last probe)",
+            ["venue"],
+            registry=r,
+        )
+        self.ingest_clock_rtt = Gauge(
+            "mmflow_ingest_clock_rtt_seconds", "Round trip of the clock probe used", ["venue"], registry=r
+        )
+        self.ingest_to_topic = Histogram(
+            "mmflow_ingest_receive_to_ack_seconds",
+            "Frame receive time to the broker's acknowledgement of its event",
+            ["venue"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ingest_delivery_errors = Counter(
+            "mmflow_ingest_delivery_errors", "Events the broker did not take", ["venue"], registry=r
+        )
         self._last: dict[str, dict[str, Any]] = {}
         self._children: dict[tuple[str, ...], Any] = {}
         self._lock = threading.Lock()
