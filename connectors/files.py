@@ -32,7 +32,7 @@ import polars as pl
 
 from mmflow.connectors.binance_frames import read_frames
 from mmflow.connectors.reading import InputError, dead_row, raw_bytes
-from mmflow.models import SCHEMA_VERSION, Control, DeadLetter, Depth, InputEvent, arrival_time
+from mmflow.models import DECIMAL_FIELDS, SCHEMA_VERSION, Control, DeadLetter, Depth, InputEvent, arrival_time
 from mmflow.wire import WireError, decode_object, inconsistency
 
 TARDIS_QUOTES = {
@@ -57,7 +57,7 @@ TARDIS_BOOK_L2 = {
     "amount",
 }
 _TARDIS = {"symbol", "timestamp", "local_timestamp"}
-_DEC = ("bid_px", "bid_qty", "ask_px", "ask_qty", "px", "qty", "fee", "position")
+_DEC = DECIMAL_FIELDS
 _INT = ("ts_exchange", "ts_recv", "ts", "fills")
 
 Row = dict[str, Any]

@@ -14,7 +14,7 @@ price. See ``docs/wire-format.md``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -284,6 +284,13 @@ def arrival_time(event: InputEvent) -> int:
     cls = type(event)
     return event.ts_recv if cls is BookTick or cls is Trade or cls is Depth else event.ts  # type: ignore[union-attr]
 
+
+def _decimal_fields(*classes: type) -> frozenset[str]:
+    return frozenset(f.name for cls in classes for f in fields(cls) if "Decimal" in str(f.type))
+
+
+#: Every money or size field of the flat input records: what a table stores as exact text.
+DECIMAL_FIELDS = _decimal_fields(BookTick, Trade, Fill, OrderUpdate, Control, Position)
 
 #: Records only the flow writes (to its journal): refused when they arrive on an input topic.
 INTERNAL_TYPES = frozenset({"incarnation", "timer"})
