@@ -236,26 +236,23 @@ def test_usdm_fill_produces_order_trade_update_and_account_update(usdm: SimServe
 
 def test_usdm_countdown_cancel_all_fires_unless_refreshed(usdm: SimServer) -> None:
     bid, _ = _touch(usdm, "/fapi/v1/ticker/bookTicker", "BTCUSDT")
-    order = dict(
-        symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTX", quantity="0.001", price=str(bid - 200)
-    )
-    kept = signed(usdm, "POST", "/fapi/v1/order", **order)[2]["orderId"]
-    for _ in range(6):  # refreshed every 100 ms: never fires
-        assert signed(usdm, "POST", "/fapi/v1/countdownCancelAll", symbol="BTCUSDT", countdownTime=400)[
-            2
-        ] == {
-            "symbol": "BTCUSDT",
-            "countdownTime": "400",
-        }
-        time.sleep(0.1)
-    assert signed(usdm, "GET", "/fapi/v1/order", symbol="BTCUSDT", orderId=kept)[2]["status"] == "NEW"
+    order = dict(symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTX", quantity="0.001")
     key = call(usdm, "POST", "/fapi/v1/listenKey", key=KEY)[2]["listenKey"]
+    countdown = dict(symbol="BTCUSDT", countdownTime=400)
 
-    def lapse() -> None:
+    def refresh_then_lapse() -> tuple[int, str]:
+        kept = signed(usdm, "POST", "/fapi/v1/order", **order, price=str(bid - 200))[2]["orderId"]
+        for _ in range(6):  # refreshed every 100 ms: never fires
+            answer = signed(usdm, "POST", "/fapi/v1/countdownCancelAll", **countdown)[2]
+            assert answer == {"symbol": "BTCUSDT", "countdownTime": "400"}
+            time.sleep(0.1)
+        status = signed(usdm, "GET", "/fapi/v1/order", symbol="BTCUSDT", orderId=kept)[2]["status"]
         time.sleep(0.8)  # the last countdown lapses
+        return kept, status
 
-    _, [event] = asyncio.run(_user_events(usdm, key, lapse, 1))
-    assert (event["o"]["i"], event["o"]["X"]) == (kept, "CANCELED")
+    (kept, status_while_refreshed), events = asyncio.run(_user_events(usdm, key, refresh_then_lapse, 2))
+    assert status_while_refreshed == "NEW"
+    assert [(e["o"]["i"], e["o"]["X"]) for e in events] == [(kept, "NEW"), (kept, "CANCELED")]
     assert signed(usdm, "GET", "/fapi/v1/order", symbol="BTCUSDT", orderId=kept)[2]["status"] == "CANCELED"
     assert signed(usdm, "POST", "/fapi/v1/countdownCancelAll", symbol="BTCUSDT", countdownTime=0)[0] == 200
 
