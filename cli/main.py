@@ -1,4 +1,5 @@
-"""The ``mmflow`` command line: demo, replay, compare, and the live Kafka processes (``live``)."""
+"""The ``mmflow`` command line: demo, replay, compare, the live Kafka processes (``live``) and the
+exchange simulator (``exchange-sim``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mmflow.cli import live
+from mmflow.cli import exchange_sim, live
 from mmflow.cli.args import common, inputs
 from mmflow.config import ConfigError, Settings, load_settings
 from mmflow.connectors.files import InputError, load_inputs
@@ -326,6 +327,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     live.register(sub)
+    exchange_sim.register(sub)
     return ap
 
 

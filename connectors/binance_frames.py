@@ -36,7 +36,7 @@ apply them, and the replay's order by arrival time keeps them after the snapshot
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -366,6 +366,24 @@ def venue_and_symbol(path: Path) -> tuple[str, str]:
             "(expected binance-futures_<SYMBOL>_... or binance_<SYMBOL>_...)"
         )
     return venue, symbol.upper()
+
+
+def frame_lines(path: str | Path) -> Iterator[tuple[int, bytes, list[InputEvent]]]:
+    """Each frame line of a file as ``(receive time µs, JSON body, the events it completes)``, in
+    file order: what an exchange replay sends (the body, byte for byte) beside what the paper
+    venue and the public REST answers are built from. Refused lines come with no events."""
+    path = Path(path)
+    venue, symbol = venue_and_symbol(path)
+    reader = _Reader(path, venue, symbol)
+    for row, line in enumerate(raw_bytes(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        before = len(reader.events)
+        reader.line(row, line)
+        stamp, _, body = line.partition(b" ")
+        recv = int(stamp) // 1000 if stamp.isdigit() else 0
+        yield recv, body, reader.events[before:]
+        del reader.events[before:]
 
 
 def read_frames(

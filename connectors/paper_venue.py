@@ -10,7 +10,8 @@ Assumptions, each a swappable model (``venue`` settings, mmflow/sim/):
 - latency: an order goes live, a cancel lands and a report reaches the flow after its own draw
   of the latency model (constant 50 ms entry and cancel by default; ``spiky`` adds jitter and
   stalls). A quote intent cancels the market's resting orders and places new ones: for a moment
-  both, or neither, may be live, as on a real exchange. A cancel that would land before its
+  both, or neither, may be live, as on a real exchange. ``place``/``cancel`` handle one order by
+  id without touching the others (an exchange account's orders, for the exchange simulator). A cancel that would land before its
   order is live cancels it as it arrives (the order never rests).
 - queue position: how much of its level is ahead of an order (front, back, probabilistic).
 - fees: the instrument's rates or volume tiers; a negative rate is a rebate.
@@ -173,6 +174,38 @@ class PaperVenue:
             assert isinstance(intent, CancelAllIntent)
         return True
 
+    # -- single orders: an exchange account's independent orders (the exchange simulator) ---------
+    def place(self, order_id: str, side: str, px: Decimal, qty: Decimal, ts: int) -> bool:
+        """Rest one post-only order named ``order_id`` beside the others, cancelling none.
+
+        A quote intent replaces the whole set; an exchange account places and cancels orders one
+        by one, so the exchange simulator needs this. The order meets the same rules (post-only,
+        queue, fees) and reports under ``intent_id=order_id``; False for a duplicate id."""
+        if self._seen.seen(order_id):
+            return False
+        sent = max(ts, self.clock)
+        arrive = sent + self.latency.latency_us("entry", order_id)
+        self.orders.append(RestingOrder(order_id, side, px, qty, arrive))
+        self._due = min(self._due, arrive)
+        return True
+
+    def cancel(self, order_id: str, ts: int) -> bool:
+        """Cancel the one order named ``order_id``; False when none of that name is resting."""
+        sent = max(ts, self.clock)
+        at = sent + self.latency.latency_us("cancel", order_id)
+        found = False
+        for order in self.orders:
+            if order.intent_id == order_id and order.remaining > 0 and order.cancel_at > at:
+                order.cancel_at, found = at, True
+                self._due = min(self._due, at if order.live else order.live_from)
+        return found
+
+    def advance(self, now: int) -> list[Report]:
+        """Market time moved to ``now`` without a market event (an exchange's order entry):
+        carry out what is due by then and deliver the reports due."""
+        self._catch_up(now)
+        return self._deliver(now)
+
     def on_book(self, tick: BookTick) -> list[Report]:
         now = tick.ts_recv
         self._catch_up(now)
@@ -218,7 +251,8 @@ class PaperVenue:
         for order in self.orders:
             if not order.live and order.live_from <= now:
                 steps.append((order.live_from, 0, order))
-            if order.cancel_at <= now and order.cancel_at > order.live_from:
+            # A cancel landing as its order goes live (zero latency) still cancels a live order.
+            if order.cancel_at <= now and (order.cancel_at > order.live_from or order.live):
                 steps.append((order.cancel_at, 1, order))
         for ioc in self.iocs:
             if ioc.exec_at <= now:

@@ -6,7 +6,8 @@ ones before field by field, so a source that changes one fee or adds a market ke
 Environment names are case-insensitive with ``__`` between levels (``MMFLOW_STRATEGY__HEDGER__
 TRIGGER_BASE=0.02``); a dict, model or tuple target takes JSON (``MMFLOW_MARKETS='{"binance:ETHUSDT":
 {...}}'`` adds a market); an unknown ``MMFLOW_*`` name is an error, except the processes' own
-``MMFLOW_RUN_*``, ``MMFLOW_API_KEY`` and ``MMFLOW_API_SECRET``.
+``MMFLOW_RUN_*``, ``MMFLOW_API_KEY``, ``MMFLOW_API_SECRET`` and the exchange simulator's
+``MMFLOW_EXCHANGE_SIM_API_SECRET``.
 
 Markets are keyed by instrument id (``binance-futures:BTCUSDT``, see mmflow/instruments.py); each
 may override part of the shared ``strategy`` section (``Settings.strategy_for``). Every number the
@@ -712,7 +713,7 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
 ENV_PREFIX = "MMFLOW_"
 #: Variables the processes read themselves (run ids and dirs, exchange credentials): not settings.
 _ENV_RESERVED_PREFIX = "MMFLOW_RUN_"
-_ENV_RESERVED = frozenset({"MMFLOW_API_KEY", "MMFLOW_API_SECRET"})
+_ENV_RESERVED = frozenset({"MMFLOW_API_KEY", "MMFLOW_API_SECRET", "MMFLOW_EXCHANGE_SIM_API_SECRET"})
 
 
 def _is_setting_variable(name: str) -> bool:
