@@ -71,6 +71,15 @@ def _rows(stats: list[dict[str, Any]]) -> list[tuple[str, str | tuple[str, ...]]
             if lab not in labels:
                 labels.append(lab)
     rows += [(f"mark-out {lab} s (bps, maker)", ("markouts", "maker", "markout_bps", lab)) for lab in labels]
+    causes: list[str] = []
+    for st in stats:
+        for cause in _get(st, ("markouts", "by_cause")) or {}:
+            if cause not in causes:
+                causes.append(cause)
+    for cause in sorted(causes):
+        where = ("markouts", "by_cause", cause)
+        rows += [(f"{cause}: fills", (*where, "count")), (f"{cause}: volume (base)", (*where, "volume_base"))]
+        rows += [(f"{cause}: mark-out {lab} s (bps)", (*where, "markout_bps", lab)) for lab in labels]
     horizons = sorted({str(_get(st, ("attribution", "horizon_s"))) for st in stats if "attribution" in st})
     if horizons:
         rows += [
@@ -88,6 +97,8 @@ _SECONDS_KEYS = frozenset({"inventory_longest_above_s.0.02"})
 
 
 def _fmt(value: Any, key: str = "") -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float) and key in _SECONDS_KEYS:
         return f"{value:,.1f}"
     if isinstance(value, float):
@@ -103,11 +114,11 @@ def comparison_table(results: dict[str, dict[str, Any]]) -> str:
     lines = []
     for market in markets:
         lines.append(f"\n{market}")
-        lines.append(f"  {'metric':<30}" + "".join(f"{n:>{max(width, 16)}}" for n in names))
+        lines.append(f"  {'metric':<38}" + "".join(f"{n:>{max(width, 16)}}" for n in names))
         stats = [results[n]["markets"].get(market, {}) for n in names]
         for label, key in _rows(stats):
             cells = [_fmt(_get(st, key), key) for st in stats]
-            lines.append(f"  {label:<30}" + "".join(f"{c:>{max(width, 16)}}" for c in cells))
+            lines.append(f"  {label:<38}" + "".join(f"{c:>{max(width, 16)}}" for c in cells))
     return "\n".join(lines)
 
 

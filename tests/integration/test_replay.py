@@ -255,3 +255,36 @@ def test_compare_prints_presets_side_by_side(data_dir, capsys) -> None:
     assert "phase1" in text and "phase2" in text and "time |inv| <= 0.01" in text
     for row in ("mark-out 1 s (bps, maker)", "mark-out 30 s (bps, maker)", "PnL: adverse selection (5 s)"):
         assert row in text
+
+
+def test_compare_shows_each_fill_cause(data_dir, capsys) -> None:
+    """Per cause: count, volume and the mark-out at each horizon, beside the all-maker figure."""
+    args = ["compare", "--quotes", str(BTC_QUOTES), "--trades", str(BTC_TRADES), "--quiet"]
+    assert cli_main([*args, "--config", str(BTC_CONFIG)]) == 0
+    text = capsys.readouterr().out
+    for cause in ("trade_through", "touch", "ioc"):
+        for row in (
+            "fills",
+            "volume (base)",
+            "mark-out 1 s (bps)",
+            "mark-out 5 s (bps)",
+            "mark-out 30 s (bps)",
+        ):
+            assert f"{cause}: {row}" in text, (cause, row)
+
+
+def test_compare_sensitivity_runs_every_venue_model(data_dir, capsys) -> None:
+    args = ["compare", "--quotes", str(SOL_QUOTES), "--trades", str(SOL_TRADES), "--quiet"]
+    assert (
+        cli_main([*args, "--queue", "front", "--queue", "back", "--latency-ms", "50", "--latency-ms", "250"])
+        == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split()[:3] for line in lines if line.strip().startswith(("front", "back"))]
+    assert rows == [
+        ["front", "50", "ms"],
+        ["front", "250", "ms"],
+        ["back", "50", "ms"],
+        ["back", "250", "ms"],
+    ]
+    assert any("phase1 fills" in line and "phase2 fills" in line for line in lines)
