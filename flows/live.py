@@ -96,7 +96,7 @@ def build(tail: bool = True) -> Dataflow:
         venue=None,  # the execution side is a process of its own: its reports arrive as input
         live_clock=True,
         incarnation=incarnation,
-        order_reports=True,
+        order_reports=settings.kafka.order_reports,
     )
     route(streams, settings.kafka, confirm=env.get("MMFLOW_RUN_CONFIRM_WRITES", "1") != "0")
     return flow

@@ -449,6 +449,10 @@ class KafkaConfig(_Section):
     positions_topic: str = "mmflow.positions"
     # Each order's life as the execution side reports it (accepted, rejected, cancelled, ...).
     orders_topic: str = "mmflow.orders"
+    # The execution side reports order updates there (the paper venue and the exchange connector
+    # do): the flow counts what is out (hedges in flight, the worst-case limit). False for one that
+    # reports fills only: the flow then counts the position alone.
+    order_reports: bool = True
     # The paper venue's state, committed in the same transaction as its fills and offsets.
     venue_state_topic: str = "mmflow.venue.state"
     state_topic: str = "mmflow.state"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from mmflow.config import Settings, load_settings
 from mmflow.connectors.files import load_inputs
@@ -99,7 +99,8 @@ def final_state(settings: Settings, prefix: str) -> dict:
 def test_sigkill_mid_run_then_restart_matches_an_uninterrupted_run(
     kafka_bootstrap, unique_topic_prefix, tmp_path, data_dir
 ) -> None:
-    sets = [f"kafka.bootstrap_servers={kafka_bootstrap}"]
+    # Recorded fills and no execution side: nothing reports the orders' life (fills only).
+    sets = [f"kafka.bootstrap_servers={kafka_bootstrap}", "kafka.order_reports=false"]
     settings = load_settings("phase2", BTC_CONFIG, sets)
     events, fills = timeline(settings)
     assert len(fills) > 20
@@ -224,6 +225,16 @@ def wait_until(check, timeout: float) -> None:
         time.sleep(0.5)
 
 
+def published(bootstrap: str, topic: str) -> int:
+    """How many records ``topic`` holds, from its partitions' high watermarks."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "watermarks"})
+    try:
+        parts = consumer.list_topics(topic, timeout=5).topics[topic].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in parts)
+    finally:
+        consumer.close()
+
+
 def last_report_us(cfg, topic: str) -> int:
     reports = [decode_input(v) for v in read_topic(cfg, topic, 1.0)]
     return max((r.ts for r in reports), default=0)
@@ -247,8 +258,10 @@ def test_broker_restart_during_a_live_run_loses_nothing(tmp_path, unique_topic_p
         tmp_path / "feed.log",
     )
     try:
-        time.sleep(5)
-        kafka_sh("down", env=env)  # mid-run: producers buffer, consumers retry
+        # Mid-run: once the feed is publishing (on a loaded machine its start-up alone can take
+        # longer than a fixed pause, and a broker that is down before it starts is another test).
+        wait_until(lambda: published(bootstrap, f"{prefix}.md") > 5_000, timeout=120)
+        kafka_sh("down", env=env)  # producers buffer, consumers retry
         time.sleep(3)
         kafka_sh("up", env=env)
         assert feed.wait(300) == 0, (tmp_path / "feed.log").read_text()[-2000:]
