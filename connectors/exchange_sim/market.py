@@ -27,9 +27,9 @@ import orjson
 
 from mmflow.book import OrderBook
 from mmflow.connectors.binance_frames import frame_lines
-from mmflow.connectors.reading import raw_bytes
 from mmflow.connectors.exchange_sim.errors import ApiError
 from mmflow.connectors.exchange_sim.sockets import Outbox
+from mmflow.connectors.reading import raw_bytes
 from mmflow.models import BookTick, Depth, MarketEvent
 
 #: Frames sent between two yields to the event loop when the replay runs behind its schedule.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -20,13 +19,13 @@ from pathlib import Path
 import orjson
 import pytest
 
+from mmflow.book import OrderBook
 from mmflow.config import load_settings
 from mmflow.connectors.binance_frames import Diff, parse_frame, read_frames
 from mmflow.connectors.exchange_sim.app import SimConfig
 from mmflow.connectors.exchange_sim.faults import Faults
 from mmflow.connectors.files import load_inputs
 from mmflow.connectors.recorder import read_records
-from mmflow.book import OrderBook
 from mmflow.models import BookTick, Depth, Trade
 from mmflow.wire import decode_input
 from tests.conftest import BTC_QUOTES, BTC_TRADES, DATA
