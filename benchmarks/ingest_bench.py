@@ -2,9 +2,10 @@
 
     KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 .venv/bin/python -m benchmarks.ingest_bench
 
-The test-only Binance stub (``tests/integration/binance_stub.py``) replays the raw BTCUSDT
-futures frames over a real local websocket as fast as the socket takes them; the ingest (the
-product's ``Ingest`` and ``KafkaOut``, in this process) writes them to a fresh topic of the broker.
+``mmflow exchange-sim`` (its own process, ``--speed 0 --start subscribe``) replays the raw BTCUSDT
+futures frames over a real local websocket as fast as possible from the ingest's subscription;
+the ingest (the product's ``Ingest`` and ``KafkaOut``, in this process) writes them to a fresh
+topic of the broker.
 Figures: events/s from the first frame received to the last acknowledgement; receive time to the
 broker's acknowledgement (delivery callback) and to the record's CreateTime (read back), p50/p99.
 """
@@ -14,8 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
+import socket
 import statistics
+import subprocess
+import sys
 import time
+import urllib.request
 import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -26,9 +32,31 @@ from mmflow.connectors.kafka_io import client_config, create_topics
 from mmflow.connectors.metrics import Metrics
 from mmflow.wire import decode_input
 from tests.conftest import DATA
-from tests.integration.binance_stub import BinanceStub
 
 FRAMES = DATA / "raw" / "binance-futures_BTCUSDT_2024-08-08.txt.gz"
+
+
+def start_sim(port: int) -> subprocess.Popen:
+    """``mmflow exchange-sim`` on ``port``, the replay held until the first subscriber."""
+    env = dict(os.environ, MMFLOW_EXCHANGE_SIM_API_SECRET="bench-secret-not-real")
+    args = ["--venue", "binance-usdm", "--frames", str(FRAMES), "--speed", "0", "--start", "subscribe"]
+    cmd = [sys.executable, "-m", "mmflow.cli.main", "exchange-sim", *args, "--port", str(port)]
+    proc = subprocess.Popen([*cmd, "--api-key", "bench"], env=env, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/fapi/v1/ping", timeout=1).read()
+            return proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("exchange-sim did not start") from None
+            time.sleep(0.2)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def pct(values: list[float], q: float) -> float:
@@ -82,17 +110,21 @@ def main() -> None:
         ],
     )
     create_topics(settings.kafka, 2, [f"{prefix}.md", f"{prefix}.dlq"])
-    stub = BinanceStub(FRAMES).start()
-    expected = sum("@bookTicker" in s or "@trade" in s for s, _ in stub.frames)
+    port = free_port()
+    sim = start_sim(port)
+    expected = 66_089 + 21_313  # the recording's book ticks and trades
     latencies: list[int] = []
     metrics = Metrics()
     out = KafkaOut(settings.kafka, "binance-usdm", metrics, latencies)
     venue = VENUES["binance-usdm"]
-    ingest = Ingest(venue, ["BTCUSDT"], out, metrics, ws_url=stub.ws_url, rest_url=stub.rest_url)
+    ingest = Ingest(
+        venue, ["BTCUSDT"], out, metrics, ws_url=f"ws://127.0.0.1:{port}", rest_url=f"http://127.0.0.1:{port}"
+    )
     try:
         start, end = asyncio.run(run(ingest, out, expected))
     finally:
-        stub.stop()
+        sim.send_signal(signal.SIGTERM)
+        sim.wait(30)
         out.flush(10)
     wall = end - start
     ack_ms = [x / 1000 for x in latencies]

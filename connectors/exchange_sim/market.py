@@ -5,13 +5,19 @@ Each frame is sent to the subscribers of its stream byte for byte as it was reco
 ``{"stream", "data"}`` body of its line), at its receive time scaled by the speed; its events go
 to the account's paper venues first, so an order's fills are known before the client sees the
 frame that caused them. ``<symbol>@aggTrade`` is served too, built from each ``@trade`` frame
-(one trade per aggregate). bookTicker and depth REST answers are the book as the replay has it:
-the depth book once a snapshot synced it, else the top of book as one level a side.
+(one trade per aggregate). A diff-depth stream asked at another update speed than the recording's
+(``btcusdt@depth@100ms`` or ``btcusdt@depth`` of a ``btcusdt@depth@0ms`` recording) gets the
+recorded diffs under the name it asked for: the same ``U``/``u``/``pu`` chain, finer-grained.
+bookTicker and depth REST answers are the book as the replay has it: the depth book once a
+snapshot synced it; before the recording's REST snapshot line is replayed, that snapshot (the
+answer the recorder got, newer than the stream, as Binance's often is); with no snapshot in the
+recording, the top of book as one level a side.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,10 +29,13 @@ from mmflow.book import OrderBook
 from mmflow.connectors.binance_frames import frame_lines
 from mmflow.connectors.exchange_sim.errors import ApiError
 from mmflow.connectors.exchange_sim.sockets import Outbox
+from mmflow.connectors.reading import raw_bytes
 from mmflow.models import BookTick, Depth, MarketEvent
 
 #: Frames sent between two yields to the event loop when the replay runs behind its schedule.
 _BURST = 200
+#: A diff-depth stream name (not a partial-depth one such as ``btcusdt@depth5@100ms``).
+_DIFF_DEPTH = re.compile(r"^([a-z0-9]+)@depth(?:@\d+ms)?$")
 
 
 class Subscriber:
@@ -73,6 +82,7 @@ class Market:
         self.subscribers: set[Subscriber] = set()
         self.frames_sent = 0
         self.finished = asyncio.Event()
+        self.recorded_snapshot = _first_snapshot(path)
 
     async def run(self) -> None:
         """Replay the file once, paced at ``speed`` (0: as fast as possible)."""
@@ -107,9 +117,15 @@ class Market:
             self.update_ids[symbol] = data["u"]
         text = body.decode()
         agg = _agg_trade(stream, data) if stream.endswith("@trade") else None
+        depth = _DIFF_DEPTH.match(stream)
         for sub in self.subscribers:
             if stream in sub.streams:
                 sub.outbox.put(text)
+            elif depth is not None:
+                for asked in sub.streams:
+                    other = _DIFF_DEPTH.match(asked)
+                    if other is not None and other.group(1) == depth.group(1):
+                        sub.outbox.put(_renamed(text, stream, asked))
             if agg is not None and agg[0] in sub.streams:
                 sub.outbox.put(agg[1])
         self.frames_sent += 1
@@ -150,6 +166,11 @@ class Market:
         if book is not None:
             state = book.to_state()
             bids, asks = state["bids"][:limit], state["asks"][:limit]
+        elif (recorded := self.recorded_snapshot) is not None:
+            out = {"lastUpdateId": recorded["lastUpdateId"]}
+            if not self.spot:
+                out |= {k: recorded[k] for k in ("E", "T") if k in recorded}
+            return out | {"bids": recorded["bids"][:limit], "asks": recorded["asks"][:limit]}
         elif ticker is not None:
             bids = [[str(ticker.bid_px), str(ticker.bid_qty)]]
             asks = [[str(ticker.ask_px), str(ticker.ask_qty)]]
@@ -160,6 +181,30 @@ class Market:
             at = self.last_event_ms.get(symbol, server_ms)
             out |= {"E": at, "T": at}
         return out | {"bids": bids, "asks": asks}
+
+
+def _first_snapshot(path: Path) -> dict[str, Any] | None:
+    """The recording's first REST depth snapshot line (``{"lastUpdateId", ...}``), if any."""
+    for line in raw_bytes(path).splitlines():
+        body = line.partition(b" ")[2]
+        if body.startswith(b'{"lastUpdateId"') or (b'"lastUpdateId"' in body and b'"stream"' not in body):
+            try:
+                obj = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(obj, dict) and type(obj.get("lastUpdateId")) is int:
+                return obj
+    return None
+
+
+def _renamed(text: str, stream: str, asked: str) -> str:
+    """A recorded ``{"stream":...,"data":...}`` frame under another stream name."""
+    head = '{"stream":"' + stream + '",'
+    if text.startswith(head):
+        return '{"stream":"' + asked + '",' + text[len(head) :]
+    obj = orjson.loads(text)
+    obj["stream"] = asked
+    return orjson.dumps(obj).decode()
 
 
 def _agg_trade(stream: str, d: dict[str, Any]) -> tuple[str, str] | None:

@@ -367,6 +367,35 @@ def test_market_stream_subscribe_and_agg_trade(fresh_usdm: SimServer) -> None:
     assert all(f["stream"] == "btcusdt@aggTrade" and f["data"]["e"] == "aggTrade" for f in frames)
 
 
+def test_a_depth_stream_asked_at_another_speed_gets_the_recorded_diffs_under_its_name(
+    fresh_usdm: SimServer,
+) -> None:
+    # The recording is btcusdt@depth@0ms; a client asking @depth@100ms (what Binance documents)
+    # or plain @depth gets the same diffs, named as it asked. A partial-depth stream is not one.
+    depth = [json.loads(f) for f in _recorded_frames() if "@depth@0ms" in f][:20]
+    url = f"{fresh_usdm.ws_base}/stream?streams=btcusdt@depth@100ms/btcusdt@depth5@100ms"
+    got, dropped = asyncio.run(_receive(url, 20))
+    assert not dropped
+    assert [json.loads(g) for g in got] == [{**d, "stream": "btcusdt@depth@100ms"} for d in depth]
+
+
+def test_depth_before_the_recorded_snapshot_is_replayed_is_that_snapshot(fresh_usdm: SimServer) -> None:
+    # Nothing replayed yet (start=subscribe): the book the recorder fetched over REST is the
+    # answer (newer than the stream, as Binance's often is), not an empty or one-level book.
+    recorded = next(
+        json.loads(line.partition(b" ")[2])
+        for line in gzip.decompress(BTC_FRAMES.read_bytes()).splitlines()
+        if b"lastUpdateId" in line and b'{"stream"' not in line
+    )
+    status, _, depth = call(fresh_usdm, "GET", "/fapi/v1/depth", {"symbol": "BTCUSDT", "limit": 1000})
+    assert status == 200 and not fresh_usdm.status()["replay_started"]
+    assert depth["lastUpdateId"] == recorded["lastUpdateId"]
+    assert (depth["bids"], depth["asks"]) == (recorded["bids"][:1000], recorded["asks"][:1000])
+    assert (depth["E"], depth["T"]) == (recorded["E"], recorded["T"])
+    five = call(fresh_usdm, "GET", "/fapi/v1/depth", {"symbol": "BTCUSDT", "limit": 5})[2]
+    assert five["bids"] == recorded["bids"][:5] and five["asks"] == recorded["asks"][:5]
+
+
 def test_fault_websocket_drops_after_n_messages(fresh_usdm: SimServer) -> None:
     fresh_usdm.faults(ws_drop_after=50)
     got, dropped = asyncio.run(_receive(f"{fresh_usdm.ws_base}/stream?streams=btcusdt@bookTicker"))

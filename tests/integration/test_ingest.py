@@ -1,29 +1,35 @@
-"""``mmflow ingest`` against a Binance-protocol server over real sockets into a real Kafka broker.
+"""``mmflow ingest`` against ``mmflow exchange-sim`` over real sockets into a real Kafka broker.
 
-The server is ``tests/integration/binance_stub.py`` (a test-only stand-in for ``mmflow
-exchange-sim``) replaying the raw recorded frames; the ingest is the real command in its own
-process, its metrics scraped over HTTP.
+The simulator (``create_app`` on a free port, in a thread of this process: ``SimServer``)
+replays the raw recorded frames, held until the ingest subscribes (``start="subscribe"``) and
+paced at ``SPEED`` x the recorded pace, which the ingest keeps up with; the ingest is the real
+command in its own process, its metrics scraped over HTTP.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import signal
-import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import orjson
 import pytest
 
+from mmflow.book import OrderBook
 from mmflow.config import load_settings
-from mmflow.connectors.binance_frames import read_frames
+from mmflow.connectors.binance_frames import Diff, parse_frame, read_frames
+from mmflow.connectors.exchange_sim.app import SimConfig
+from mmflow.connectors.exchange_sim.faults import Faults
 from mmflow.connectors.files import load_inputs
 from mmflow.connectors.recorder import read_records
 from mmflow.models import BookTick, Depth, Trade
 from mmflow.wire import decode_input
 from tests.conftest import BTC_QUOTES, BTC_TRADES, DATA
-from tests.integration.binance_stub import BinanceStub
+from tests.integration.exchange_sim_client import KEY, SECRET, SimServer, call
 from tests.integration.kafka_broker import create_topic
 from tests.integration.test_kafka_e2e import mmflow, start
 from tests.integration.test_metrics_http import free_port, scrape
@@ -32,6 +38,26 @@ pytestmark = pytest.mark.kafka
 FUTURES = DATA / "raw" / "binance-futures_BTCUSDT_2024-08-08.txt.gz"
 SPOT = DATA / "raw" / "binance_ETHUSDT_2024-08-09.txt.gz"
 BTC = "binance-futures:BTCUSDT"
+ETH = "binance:ETHUSDT"
+#: x the recorded pace: the 344 s BTCUSDT window in ~17 s, the 304 s ETHUSDT one in ~15 s
+#: (peaks of a few thousand frames a second, well under what the ingest takes: see the benchmark).
+SPEED = 20.0
+
+
+def _sim(venue: str, frames: Path, **kw) -> SimServer:
+    if not frames.exists():
+        pytest.skip(f"{frames.name} not found under ../shared/data")
+    return SimServer(SimConfig(venue, frames, KEY, SECRET, speed=SPEED, start="subscribe", **kw))
+
+
+def _frames(path: Path) -> list[tuple[str, dict]]:
+    """The (stream, data) of every combined-stream line of a recording, in file order."""
+    out = []
+    for line in gzip.decompress(path.read_bytes()).splitlines():
+        obj = orjson.loads(line.partition(b" ")[2])
+        if "stream" in obj:
+            out.append((obj["stream"], obj["data"]))
+    return out
 
 
 def _topics(bootstrap: str, prefix: str) -> list[str]:
@@ -54,17 +80,23 @@ def _total(samples: dict, name: str) -> float:
 
 
 def _ingest(
-    stub: BinanceStub, sets: list[str], tmp_path: Path, expected: int, *extra: str
-) -> tuple[dict, subprocess.CompletedProcess | int]:
-    """Run ``mmflow ingest`` until it has written ``expected`` events and nothing moved for 2 s;
-    scrape its metrics, stop it with SIGTERM; (metrics, exit code)."""
+    sim: SimServer,
+    sets: list[str],
+    tmp_path: Path,
+    expected: int,
+    *extra: str,
+    during: Callable[[dict], None] | None = None,
+) -> dict:
+    """Run ``mmflow ingest`` until the simulator's replay is over, the ingest has written at least
+    ``expected`` events and nothing moved for 2 s (``during`` sees every scrape on the way);
+    scrape its metrics, stop it with SIGTERM (exit 0 asserted); its metrics."""
     port = free_port()
-    args = ["ingest", "--ws-url", stub.ws_url, "--rest-url", stub.rest_url, "--metrics-port", str(port)]
+    args = ["ingest", "--ws-url", sim.ws_base, "--rest-url", sim.base, "--metrics-port", str(port)]
     args += [*extra, *[a for s in sets for a in ("--set", s)]]
     log = tmp_path / "ingest.log"
     proc = start(mmflow(*args), log)
     try:
-        deadline, last, since = time.monotonic() + 240, None, time.monotonic()
+        deadline, last, since = time.monotonic() + 150, None, time.monotonic()
         samples: dict = {}
         while time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()[-3000:]
@@ -73,12 +105,14 @@ def _ingest(
             except OSError:
                 time.sleep(0.3)
                 continue
+            if during is not None:
+                during(samples)
             n = _total(samples, "mmflow_ingest_events_total")
             if n != last:
                 last, since = n, time.monotonic()
-            elif n >= expected and time.monotonic() - since > 2.0:
+            elif n >= expected and time.monotonic() - since > 2.0 and sim.status()["replay_finished"]:
                 break
-            time.sleep(0.3)
+            time.sleep(0.1)
         else:
             raise TimeoutError(f"ingest wrote {last} of {expected} events\n{log.read_text()[-3000:]}")
         samples = scrape(port)
@@ -89,7 +123,7 @@ def _ingest(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
     assert code == 0, log.read_text()[-3000:]
-    return samples, code
+    return samples
 
 
 def _topic_events(sets: list[str], prefix: str) -> list:
@@ -103,20 +137,37 @@ def _no_recv(events: list) -> list:
     return [replace(e, ts_recv=0) for e in events]
 
 
+def _split(got: list, want: list) -> tuple[int, int]:
+    """``(i, j)`` with ``got == want[:i] + want[j:]`` and ``i < j`` (one run of ``want`` lost);
+    asserted to exist."""
+    i = next((k for k, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), len(got))
+    j = len(want) - (len(got) - i)
+    assert i < j and got[i:] == want[j:], f"not the file with one run lost: {i}, {j}"
+    return i, j
+
+
+def _diffs(path: Path, spot: bool, prefix: str) -> list[Diff]:
+    out = []
+    for stream, data in _frames(path):
+        if "@depth" in stream:
+            diff = parse_frame(prefix, spot, 0, b"", 0, stream, data)
+            assert isinstance(diff, Diff)
+            out.append(diff)
+    return out
+
+
 def test_futures_frames_give_the_tardis_csvs_book_ticks_and_trades(
     kafka_bootstrap, unique_topic_prefix, tmp_path, data_dir
 ) -> None:
     prefix = unique_topic_prefix
     sets = _topics(kafka_bootstrap, prefix)
-    stub = BinanceStub(FUTURES).start()
+    sim = _sim("binance-usdm", FUTURES)
     try:
-        expected_depth = [e for e in read_frames(FUTURES)[0] if type(e) is Depth]
         before = time.time_ns() // 1000
-        samples, _ = _ingest(
-            stub, sets, tmp_path, 66_089 + 21_313 + len(expected_depth), "--symbols", "BTCUSDT", "--depth"
-        )
+        samples = _ingest(sim, sets, tmp_path, 66_089 + 21_313 + 1, "--symbols", "BTCUSDT", "--depth")
+        _, _, final = call(sim, "GET", "/fapi/v1/depth", {"symbol": "BTCUSDT", "limit": 1000})
     finally:
-        stub.stop()
+        sim.stop()
     events = _topic_events(sets, prefix)
     csv, _ = load_inputs([BTC_QUOTES], [BTC_TRADES], [], None)
     books = [e for e in events if type(e) is BookTick]
@@ -125,14 +176,26 @@ def test_futures_frames_give_the_tardis_csvs_book_ticks_and_trades(
     assert _no_recv(books) == _no_recv([e for e in csv if type(e) is BookTick])
     assert _no_recv(trades) == _no_recv([e for e in csv if type(e) is Trade])
     assert all(e.ts_recv >= before for e in events)  # stamped now, not the recording's time
-    # Depth: the snapshot then every diff, as the recorded-file reader sequences them.
+    # Depth: one snapshot (the recorded one, or the simulator's book a little later: how far the
+    # replay got before the ingest's first REST request), then every later diff of the file, and
+    # the book they make is the simulator's at the end of the replay.
     depth = [e for e in events if type(e) is Depth]
-    assert _no_recv(depth) == _no_recv(expected_depth) and depth[0].snapshot
+    assert depth[0].snapshot and sum(d.snapshot for d in depth) == 1
+    diffs = [d.depth for d in _diffs(FUTURES, False, "binance-futures")]
+    assert len(depth) - 1 > len(diffs) * 0.9
+    assert _no_recv(depth[1:]) == _no_recv(diffs[len(diffs) - len(depth) + 1 :])
+    book = OrderBook()
+    for d in depth:
+        book.apply(d)
+    state = book.to_state()
+    assert (state["bids"][:1000], state["asks"][:1000]) == (final["bids"], final["asks"])
     assert _metric(samples, "mmflow_ingest_events_total", market=BTC, stream="bookTicker") == 66_089
     assert _metric(samples, "mmflow_ingest_events_total", market=BTC, stream="trade") == 21_313
     assert _metric(samples, "mmflow_ingest_depth_synced", market=BTC) == 1
+    assert _metric(samples, "mmflow_ingest_depth_snapshots_total", market=BTC) == 1
     assert _total(samples, "mmflow_ingest_sequence_gaps_total") == 0
     assert _total(samples, "mmflow_ingest_duplicates_total") == 0
+    assert _total(samples, "mmflow_ingest_reconnects_total") == 0
     assert _metric(samples, "mmflow_ingest_receive_to_ack_seconds_count", venue="binance-usdm") == len(events)
     assert abs(_metric(samples, "mmflow_ingest_clock_offset_seconds", venue="binance-usdm")) < 0.5
     assert (
@@ -140,98 +203,125 @@ def test_futures_frames_give_the_tardis_csvs_book_ticks_and_trades(
     )
 
 
+DROP_AFTER = 30_000
+
+
 def test_a_dropped_connection_is_resubscribed_without_duplicates_and_the_gap_counted(
     kafka_bootstrap, unique_topic_prefix, tmp_path, data_dir
 ) -> None:
     prefix = unique_topic_prefix
     sets = _topics(kafka_bootstrap, prefix)
-    # Drop 1 at frame 30,000, resumed 1,000 frames back (an overlap to dedupe); drop 2 at 60,000,
-    # resumed 500 frames on (lost for good: a trade-id gap and a depth gap the old snapshot cannot fill).
-    stub = BinanceStub(FUTURES, script=[(30_000, 29_000), (60_000, 60_500)])
-    frames = stub.frames
-    stub.start()
-    lost = frames[60_000:60_500]
-    kept_ids = {
-        int(d.split(b'"t":')[1].split(b",")[0]) for s, d in frames[:60_000] + frames[60_500:] if "@trade" in s
-    }
-    lost_books = sum("bookTicker" in s for s, _ in lost)
-    lost_trades = sum("@trade" in s for s, _ in lost)
-    assert lost_trades and sum("depth" in s for s, _ in lost)
+    # The simulator's fault switch: the first connection is dropped (TCP aborted, no close frame)
+    # after DROP_AFTER frames; once the ingest counts the reconnect the switch is turned off over
+    # POST /_sim/faults, so the new connection runs to the end. What the replay sent while the
+    # ingest was away (its backoff, 0.25-0.5 s: 5-10 s of the recording) is lost for good: a
+    # trade-id gap, and a depth gap that a new snapshot fixes.
+    sim = _sim("binance-usdm", FUTURES, faults=Faults(ws_drop_after=DROP_AFTER))
+    cleared: list[dict] = []
+
+    def clear_once_reconnected(samples: dict) -> None:
+        if not cleared and _total(samples, "mmflow_ingest_reconnects_total") >= 1:
+            cleared.append(sim.faults(ws_drop_after=None))
+
     try:
-        samples, _ = _ingest(
-            stub,
-            sets,
-            tmp_path,
-            66_089 - lost_books + 21_313 - lost_trades,
-            "--symbols",
-            "BTCUSDT",
-            "--depth",
+        samples = _ingest(
+            sim, sets, tmp_path, 50_000, "--symbols", "BTCUSDT", "--depth", during=clear_once_reconnected
         )
-        assert stub.connections == 3
     finally:
-        stub.stop()
+        sim.stop()
+    assert cleared == [{"ws_drop_after": None, "fail_status": None, "delay_ms": 0.0, "clock_skew_ms": 0}]
     events = _topic_events(sets, prefix)
+    frames = _frames(FUTURES)
+    head = frames[:DROP_AFTER]
+    file_events = read_frames(FUTURES)[0]
     trades = [e for e in events if type(e) is Trade]
     books = [e for e in events if type(e) is BookTick]
-    assert len(trades) == len({t.trade_id for t in trades}) == 21_313 - lost_trades
-    assert {int(t.trade_id) for t in trades} == kept_ids
-    assert len(books) == 66_089 - lost_books
-    # The book ticks are the file's minus the lost ones, in order: none twice.
-    file_books = [e for e in read_frames(FUTURES)[0] if type(e) is BookTick]
-    at = [i for i, (stream, _) in enumerate(frames) if "bookTicker" in stream]
-    kept = [book for book, i in zip(file_books, at, strict=True) if not 60_000 <= i < 60_500]
-    assert _no_recv(books) == _no_recv(kept)
-    assert _metric(samples, "mmflow_ingest_reconnects_total", venue="binance-usdm") == 2
-    assert _metric(samples, "mmflow_ingest_duplicates_total", market=BTC, stream="bookTicker") > 0
-    assert _metric(samples, "mmflow_ingest_duplicates_total", market=BTC, stream="trade") > 0
+    # Nothing twice: every trade id once, and the book ticks and trades are the file's with one
+    # run lost (at most what followed the first connection's DROP_AFTER frames), in order.
+    assert len(trades) == len({t.trade_id for t in trades})
+    i, j = _split(_no_recv(trades), _no_recv([e for e in file_events if type(e) is Trade]))
+    assert i <= sum("@trade" in s for s, _ in head) and j - i > 100
+    i, j = _split(_no_recv(books), _no_recv([e for e in file_events if type(e) is BookTick]))
+    assert i <= sum("@bookTicker" in s for s, _ in head) and j - i > 100
+
+    ids = [int(t.trade_id) for t in trades]
+    assert sum(b - a > 1 for a, b in zip(ids, ids[1:], strict=False)) == 1
+    assert _metric(samples, "mmflow_ingest_reconnects_total", venue="binance-usdm") == 1
+    assert _metric(samples, "mmflow_ingest_connected", venue="binance-usdm") == 1
+    assert _total(samples, "mmflow_ingest_duplicates_total") == 0  # the venue replays nothing twice
     assert _metric(samples, "mmflow_ingest_sequence_gaps_total", market=BTC, stream="trade") == 1
     assert _metric(samples, "mmflow_ingest_sequence_gaps_total", market=BTC, stream="depth") == 1
-    # The only snapshot there is predates the gap: it cannot fill it, the book stays out of sync.
-    assert _metric(samples, "mmflow_ingest_depth_synced", market=BTC) == 0
-    assert (
-        _metric(
-            samples,
-            "mmflow_ingest_depth_snapshot_failures_total",
-            market=BTC,
-            reason="depth snapshot too old",
-        )
-        >= 1
-    )
+    # The depth gap asked for a new snapshot, the simulator's book at that point, and resynced.
+    depth = [e for e in events if type(e) is Depth]
+    assert sum(d.snapshot for d in depth) == 2
+    assert _metric(samples, "mmflow_ingest_depth_snapshots_total", market=BTC) == 2
+    assert _metric(samples, "mmflow_ingest_depth_synced", market=BTC) == 1
+    diffs = [d.depth for d in _diffs(FUTURES, False, "binance-futures")]
+    after = depth[[k for k, d in enumerate(depth) if d.snapshot][1] + 1 :]
+    assert after and _no_recv(after) == _no_recv(diffs[len(diffs) - len(after) :])
+
+
+def _with_malformed_trade(src: Path, dst_dir: Path, at: int) -> tuple[Path, bytes]:
+    """A copy of the recording (same name: the venue and symbol come from it) with a trade frame
+    whose trade id is not a number inserted before line ``at``, stamped as the line before it."""
+    lines = gzip.decompress(src.read_bytes()).splitlines()
+    stamp = lines[at - 1].partition(b" ")[0]
+    bad = b'{"stream":"ethusdt@trade","data":{"e":"trade","s":"ETHUSDT","t":"x","p":"1","q":"1"}}'
+    lines.insert(at, stamp + b" " + bad)
+    dst = dst_dir / src.name
+    dst.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    return dst, bad
 
 
 def test_spot_frames_and_a_malformed_one(kafka_bootstrap, unique_topic_prefix, tmp_path, data_dir) -> None:
     prefix = unique_topic_prefix
     sets = _topics(kafka_bootstrap, prefix)
-    stub = BinanceStub(SPOT)
-    assert stub.snapshot is None  # the spot recording has no REST snapshot: depth never syncs
-    stub.frames.insert(100, ("ethusdt@trade", b'{"e":"trade","s":"ETHUSDT","t":"x","p":"1","q":"1"}'))
-    stub.start()
+    if not SPOT.exists():
+        pytest.skip(f"{SPOT.name} not found under ../shared/data")
+    # The simulator replays a file byte for byte and has no switch for a bad frame: the bad
+    # frame is a line of a copy of the recording, so it reaches the ingest over the websocket.
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    path, bad = _with_malformed_trade(SPOT, frames_dir, 100)
     expected = [e for e in read_frames(SPOT)[0] if type(e) in (BookTick, Trade)]
+    sim = _sim("binance-spot", path)
     try:
-        samples, _ = _ingest(
-            stub, sets, tmp_path, len(expected), "--venue", "binance-spot", "--symbols", "ETHUSDT", "--depth"
+        # The spot recording has no REST snapshot: before anything is replayed the simulator's
+        # depth answer is an empty book (later, its top of book as one level a side) stamped with
+        # the last replayed diff's update id.
+        status, _, empty = call(sim, "GET", "/api/v3/depth", {"symbol": "ETHUSDT", "limit": 1000})
+        assert status == 200 and empty == {"lastUpdateId": 0, "bids": [], "asks": []}
+        samples = _ingest(
+            sim, sets, tmp_path, len(expected), "--venue", "binance-spot", "--symbols", "ETHUSDT", "--depth"
         )
     finally:
-        stub.stop()
+        sim.stop()
     events = _topic_events(sets, prefix)
-    assert all(type(e) in (BookTick, Trade) for e in events)
-    # Spot book tickers carry no exchange time: theirs is the receive time, here as in the file.
-    assert all(e.ts_exchange == e.ts_recv for e in events if type(e) is BookTick)
     same = [
-        replace(e, ts_recv=0, ts_exchange=0) if type(e) is BookTick else replace(e, ts_recv=0) for e in events
+        replace(e, ts_recv=0, ts_exchange=0) if type(e) is BookTick else replace(e, ts_recv=0)
+        for e in events
+        if type(e) is not Depth
     ]
     want = [
         replace(e, ts_recv=0, ts_exchange=0) if type(e) is BookTick else replace(e, ts_recv=0)
         for e in expected
     ]
     assert same == want
-    eth = "binance:ETHUSDT"
-    assert _metric(samples, "mmflow_ingest_depth_synced", market=eth) == 0
-    assert (
-        _metric(samples, "mmflow_ingest_depth_snapshot_failures_total", market=eth, reason="request failed")
-        >= 1
-    )
+    # Spot book tickers carry no exchange time: theirs is the receive time, here as in the file.
+    assert all(e.ts_exchange == e.ts_recv for e in events if type(e) is BookTick)
+    # Depth: the ingest takes the simulator's answer as a snapshot (it cannot tell a made-up
+    # book from a real one) and syncs on it: that snapshot, at most one level a side, then every
+    # later diff, no gap. The book on the topic is only as deep as the diffs made it.
+    depth = [e for e in events if type(e) is Depth]
+    assert depth[0].snapshot and len(depth[0].bids) <= 1 and len(depth[0].asks) <= 1
+    assert sum(d.snapshot for d in depth) == 1
+    diffs = [d.depth for d in _diffs(SPOT, True, "binance")]
+    assert len(depth) - 1 > len(diffs) * 0.9  # those from the snapshot request on
+    assert _no_recv(depth[1:]) == _no_recv(diffs[len(diffs) - len(depth) + 1 :])
+    assert _metric(samples, "mmflow_ingest_depth_synced", market=ETH) == 1
+    assert _total(samples, "mmflow_ingest_sequence_gaps_total") == 0
+    # The malformed frame: one dead letter, keyed by its market, the frame as it came.
     assert _total(samples, "mmflow_ingest_dead_letters_total") == 1
     cfg = load_settings("phase2", None, sets).kafka
     dead = read_records(cfg, f"{prefix}.dlq", idle_s=2.0)
-    assert len(dead) == 1 and dead[0][0] == eth.encode() and b'"t":"x"' in dead[0][1]
+    assert len(dead) == 1 and dead[0][0] == ETH.encode() and orjson.loads(dead[0][1]) == orjson.loads(bad)
