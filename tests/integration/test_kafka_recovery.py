@@ -254,7 +254,7 @@ def test_broker_restart_during_a_live_run_loses_nothing(tmp_path, unique_topic_p
     venue = start(mmflow("venue", *cfg_args), tmp_path / "venue.log")
     flow = start(mmflow("run", "--metrics-port", str(metrics_port), *cfg_args), tmp_path / "flow.log")
     feed = start(
-        mmflow("feed", "--quotes", str(BTC_QUOTES), "--trades", str(BTC_TRADES), "--speed", "25", *cfg_args),
+        mmflow("feed", "--quotes", str(BTC_QUOTES), "--trades", str(BTC_TRADES), "--speed", "10", *cfg_args),
         tmp_path / "feed.log",
     )
     try:
@@ -285,6 +285,7 @@ def test_broker_restart_during_a_live_run_loses_nothing(tmp_path, unique_topic_p
         )
         fills = [decode_input(v) for v in read_topic(settings.kafka, f"{prefix}.fills", idle_s=2.0)]
         reports = read_topic(settings.kafka, f"{prefix}.positions", idle_s=2.0)
+        orders = read_topic(settings.kafka, f"{prefix}.orders", idle_s=2.0)
         # The feed's retries across the outage wrote nothing twice (its producer is idempotent).
         assert len(read_topic(settings.kafka, f"{prefix}.md", idle_s=2.0)) == 87_402
     finally:
@@ -295,7 +296,7 @@ def test_broker_restart_during_a_live_run_loses_nothing(tmp_path, unique_topic_p
     btc = frozenset({("market", "binance-futures:BTCUSDT")})
     assert len(fills) > 3
     # Every market event, fill and position report processed exactly once across the outage ...
-    assert samples[("maker_events_total", btc)] == 87_402 + len(fills) + len(reports)
+    assert samples[("maker_events_total", btc)] == 87_402 + len(fills) + len(reports) + len(orders)
     # ... and the books agree with the fills topic to the last decimal.
     realized, position = independent_fifo_from(fills)
     assert samples[("maker_inventory_base", btc)] == float(position)
