@@ -249,8 +249,35 @@ class Account:
             raise errors.unknown_order_cancel()
         order.cancel_client_id = p.get("newClientOrderId") or f"sim-cancel-{order.order_id}"
         venue = self.venues[order.symbol]
-        venue.cancel(str(order.order_id), venue.clock)
+        venue.cancel(order.venue_id, venue.clock)
         self._handle(venue.advance(venue.clock))
+        return order
+
+    def modify(self, p: dict[str, str]) -> Order:
+        """USD-M ``PUT /fapi/v1/order``: a resting LIMIT order's price and quantity changed in
+        place (same ids; it goes to the back of its new level, as on the exchange)."""
+        order = self.find(p)
+        if not order.is_open or order.type != "LIMIT" or order.tif == "IOC":
+            raise errors.no_such_order()
+        if p.get("side") != order.side:
+            raise errors.bad_param("side")
+        r = self.rules(order.symbol)
+        qty, price = _decimal(p, "quantity"), _decimal(p, "price")
+        self._check_qty(r, qty)
+        self._check_price(r, price, qty)
+        if qty == order.qty and price == order.price:
+            raise ApiError(-5027, "No need to modify the order.")
+        if qty <= order.executed:
+            raise ApiError(-4029, "Quantity must be greater than the executed quantity.")
+        if order.tif == "GTX" and self._crosses(order.symbol, order.side, price):
+            raise errors.gtx_reject()
+        venue = self.venues[order.symbol]
+        venue.cancel(order.venue_id, venue.clock)
+        order.modifications += 1
+        order.price, order.qty, order.update_ms = price, qty, self.clock_ms()
+        venue.place(order.venue_id, order.side.lower(), price, qty - order.executed, venue.clock)
+        self._handle(venue.advance(venue.clock))
+        self._event(order, "AMENDMENT", None)
         return order
 
     def open_orders(self, symbol: str | None) -> list[Order]:
@@ -267,9 +294,10 @@ class Account:
     def _handle(self, reports: list[Report]) -> None:
         for report in reports:
             oid = report.intent_id
-            order = self.orders.get(int(oid)) if oid.isdigit() else None
-            if order is None:
-                continue
+            base = oid.partition("m")[0]
+            order = self.orders.get(int(base)) if base.isdigit() else None
+            if order is None or (isinstance(report, OrderUpdate) and oid != order.venue_id):
+                continue  # not ours, or a version a modification replaced
             if isinstance(report, Fill):
                 self._fill(order, report)
             else:

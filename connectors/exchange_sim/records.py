@@ -47,6 +47,13 @@ class Order:
     update_ms: int = 0
     cancel_client_id: str = ""
     trades: list[TradeInfo] = field(default_factory=list)
+    #: How often it was modified (USD-M ``PUT order``): each version rests in the paper venue
+    #: under its own id, ``<orderId>`` then ``<orderId>m<n>``.
+    modifications: int = 0
+
+    @property
+    def venue_id(self) -> str:
+        return f"{self.order_id}m{self.modifications}" if self.modifications else str(self.order_id)
 
     def avg_price(self) -> Decimal:
         return (self.cum_quote / self.executed).normalize() if self.executed else _ZERO

@@ -93,6 +93,20 @@ def _orders(ex: Exchange, prefix: str) -> list[Route]:
             "GET", f"{prefix}/order", query_weight, "SIGNED", lambda p: answers.order_json(acct.find(p), spot)
         ),
         Route("DELETE", f"{prefix}/order", "order", "SIGNED", cancel),
+        *(
+            []
+            if spot
+            else [
+                Route(
+                    "PUT",
+                    f"{prefix}/order",
+                    "order",
+                    "SIGNED",
+                    lambda p: answers.order_json(acct.modify(p), False),
+                    orders=1,
+                )
+            ]
+        ),
         Route("GET", f"{prefix}/openOrders", "openOrders", "SIGNED", open_orders, open_weight),
         Route("DELETE", all_path, "allOpenOrders", "SIGNED", cancel_all),
     ]

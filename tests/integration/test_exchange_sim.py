@@ -560,3 +560,43 @@ def test_command_serves_with_the_secret_from_the_environment() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_usdm_modify_changes_price_and_quantity_in_place(usdm: SimServer) -> None:
+    """PUT /fapi/v1/order: same orderId and clientOrderId, new price and size; one order open."""
+    bid, _ = _touch(usdm, "/fapi/v1/ticker/bookTicker", "BTCUSDT")
+    placed = signed(
+        usdm,
+        "POST",
+        "/fapi/v1/order",
+        symbol="BTCUSDT",
+        side="BUY",
+        type="LIMIT",
+        timeInForce="GTX",
+        quantity="0.001",
+        price=str(bid - 400),
+        newClientOrderId="mm-modify-1",
+    )[2]
+    status, _, body = signed(
+        usdm,
+        "PUT",
+        "/fapi/v1/order",
+        symbol="BTCUSDT",
+        origClientOrderId="mm-modify-1",
+        side="BUY",
+        quantity="0.002",
+        price=str(bid - 401),
+    )
+    assert status == 200, body
+    assert (body["orderId"], body["clientOrderId"]) == (placed["orderId"], "mm-modify-1")
+    assert (D(body["price"]), D(body["origQty"])) == (bid - 401, D("0.002"))
+    open_ = signed(usdm, "GET", "/fapi/v1/openOrders", symbol="BTCUSDT")[2]
+    assert [(o["orderId"], D(o["price"])) for o in open_] == [(placed["orderId"], bid - 401)]
+    same = dict(
+        symbol="BTCUSDT", orderId=placed["orderId"], side="BUY", quantity="0.002", price=str(bid - 401)
+    )
+    assert signed(usdm, "PUT", "/fapi/v1/order", **same)[2]["code"] == -5027
+    crossing = {**same, "price": str(bid + 1000)}
+    assert signed(usdm, "PUT", "/fapi/v1/order", **crossing)[2]["code"] == -5022
+    assert signed(usdm, "DELETE", "/fapi/v1/order", symbol="BTCUSDT", orderId=placed["orderId"])[0] == 200
+    assert signed(usdm, "GET", "/fapi/v1/openOrders", symbol="BTCUSDT")[2] == []
