@@ -12,7 +12,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from mmflow.models import Control
+from mmflow.models import Control, OrderUpdate
 from mmflow.outputs import Outputs
 from mmflow.stats import MarketStats
 from mmflow.view import MarketView
@@ -107,7 +107,10 @@ class Metrics:
             "maker_requotes", "Quotes sent again at a new price after a post-only reject", m, registry=r
         )
         self.order_updates = Counter(
-            "maker_order_updates", "Order updates of the embedded venue", ["market", "status"], registry=r
+            "maker_order_updates",
+            "Order updates from the execution side, by status",
+            ["market", "status"],
+            registry=r,
         )
         self.controls = Counter(
             "maker_control_commands", "Operator commands applied", ["market", "action"], registry=r
@@ -259,11 +262,14 @@ class Metrics:
         c("position_mismatch", market).set(f(view.position_mismatch))
         c("open_orders", market).set(view.open_orders)
         c("hedge_in_flight", market).set(f(view.hedge_in_flight))
-        for update in out.orders:
+        for update in out.orders:  # the embedded venue's
             c("order_updates", market, update.status).inc()
         for entry in out.journal:
-            if type(entry.event) is Control:
+            kind = type(entry.event)
+            if kind is Control:
                 c("controls", market, entry.event.action).inc()
+            elif kind is OrderUpdate:  # the execution side's, read from its topic
+                c("order_updates", market, entry.event.status).inc()
         for dead in out.dead:
             self.dead_letter(dead.source, dead.reason)
         for fill in out.fills:

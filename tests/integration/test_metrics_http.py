@@ -72,3 +72,13 @@ def test_metrics_endpoint_serves_the_analysis_metrics(data_dir) -> None:
     assert samples[("maker_events_total", sol)] == 383 + 165
     dead_total = sum(v for (n, _), v in samples.items() if n == "maker_dead_letters_total")
     assert dead_total == 2 == result.summary["dead_letters"]
+    # The venue's order updates, by status, as many as orders.parquet would hold.
+    statuses: dict[str, int] = {}
+    for update in result.outputs.orders:
+        statuses[update.status] = statuses.get(update.status, 0) + 1
+    assert statuses.get("accepted", 0) > 0
+    for status, count in statuses.items():
+        key = ("maker_order_updates_total", frozenset({("market", "bybit:SOLUSDT"), ("status", status)}))
+        assert samples[key] == count, status
+    assert samples[("maker_post_only_rejects_total", sol)] == summary["post_only_rejects"]
+    assert ("maker_open_orders", sol) in samples and ("maker_hedge_in_flight_base", sol) in samples
