@@ -183,35 +183,21 @@ def intent_row(i: Intent) -> dict[str, Any]:
     }
 
 
+#: Table columns named otherwise than the record's field.
+_FIELD_OF = {"price": "px"}
+
+
+def _record_row(record: Fill | OrderUpdate, schema: dict[str, Any]) -> dict[str, Any]:
+    """A record's row: each column of ``schema`` from the field of that name (``price``: ``px``)."""
+    return {col: getattr(record, _FIELD_OF.get(col, col)) for col in schema}
+
+
 def fill_row(f: Fill) -> dict[str, Any]:
-    return {
-        "ts": f.ts,
-        "market": f.market,
-        "fill_id": f.fill_id,
-        "intent_id": f.intent_id,
-        "side": f.side,
-        "price": f.px,
-        "qty": f.qty,
-        "fee": f.fee,
-        "liquidity": f.liquidity,
-        "source": f.source,
-        "cause": f.cause,
-    }
+    return _record_row(f, FILL_SCHEMA)
 
 
 def order_row(u: OrderUpdate) -> dict[str, Any]:
-    return {
-        "ts": u.ts,
-        "market": u.market,
-        "intent_id": u.intent_id,
-        "side": u.side,
-        "kind": u.kind,
-        "status": u.status,
-        "price": u.px,
-        "qty": u.qty,
-        "filled_qty": u.filled_qty,
-        "reason": u.reason,
-    }
+    return _record_row(u, ORDER_SCHEMA)
 
 
 def dead_letter_row(d: DeadLetter) -> dict[str, Any]:
