@@ -256,10 +256,13 @@ format_storage() {
   if [[ -f "$LOG_DIR/meta.properties" ]]; then
     return 0
   fi
-  # A Kafka Uuid: 16 random bytes, URL-safe base64 without padding.
-  local cluster_id i
+  # A Kafka Uuid: 16 random bytes, URL-safe base64 without padding, and (as Kafka's own
+  # random-uuid ensures) not starting with '-', which the storage tool would read as an option.
+  local cluster_id="-" i
   local -a scram=()
-  cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  while [[ "$cluster_id" == -* ]]; do
+    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  done
   for i in "${!SCRAM_NAMES[@]}"; do
     scram+=(--add-scram "SCRAM-SHA-256=[name=${SCRAM_NAMES[$i]},password=${SCRAM_PASSWORDS[$i]}]")
   done
