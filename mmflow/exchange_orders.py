@@ -25,7 +25,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from mmflow.ids import split_id
-from mmflow.models import CancelAllIntent, HedgeIntent, Intent, QuoteIntent, Side
+from mmflow.models import POST_ONLY_REJECT, CancelAllIntent, HedgeIntent, Intent, QuoteIntent, Side
 
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 PREFIX_RE = re.compile(r"^[A-Za-z0-9]{1,8}$")
@@ -197,3 +197,28 @@ def quote_sides(intent: QuoteIntent) -> list[tuple[Side, Decimal, Decimal]]:
     if intent.ask_px is not None and intent.ask_qty:
         out.append(("sell", intent.ask_px, intent.ask_qty))
     return out
+
+
+# -- the exchange's order statuses -------------------------------------------------------------
+
+_STATUS = {
+    "NEW": "accepted",
+    "PARTIALLY_FILLED": "partially_filled",
+    "FILLED": "filled",
+    "CANCELED": "cancelled",
+    "REJECTED": "rejected",
+    "EXPIRED": "expired",
+    "EXPIRED_IN_MATCH": "expired",
+}
+
+
+def order_status(exchange_status: str, post_only: bool, filled: Decimal) -> tuple[str, str] | None:
+    """An exchange order status as (OrderUpdate status, reason), None for one it does not map.
+    A post-only order that expires unfilled was refused for crossing (USD-M's GTX expiry, spot's
+    LIMIT_MAKER): ``rejected`` with ``POST_ONLY_REJECT``, as -5022 is."""
+    status = _STATUS.get(exchange_status)
+    if status is None:
+        return None
+    if status == "expired" and post_only and filled == 0:
+        return "rejected", POST_ONLY_REJECT
+    return status, ""
