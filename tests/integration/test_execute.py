@@ -24,7 +24,16 @@ from mmflow.config import load_settings
 from mmflow.connectors.exchange_sim.app import EXCHANGE, SimConfig
 from mmflow.connectors.recorder import read_records
 from mmflow.ids import incarnation_of, make_id
-from mmflow.models import CancelAllIntent, Fill, HedgeIntent, Intent, OrderUpdate, Position, QuoteIntent
+from mmflow.models import (
+    POST_ONLY_REJECT,
+    CancelAllIntent,
+    Fill,
+    HedgeIntent,
+    Intent,
+    OrderUpdate,
+    Position,
+    QuoteIntent,
+)
 from mmflow.wire import decode_input, encode
 from tests.conftest import DATA
 from tests.integration.exchange_sim_client import KEY, SECRET, SimServer, signed
@@ -34,6 +43,7 @@ from tests.integration.test_metrics_http import free_port, scrape
 pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[2]
 BTC_FRAMES = DATA / "raw" / "binance-futures_BTCUSDT_2024-08-08.txt.gz"
+ETH_FRAMES = DATA / "raw" / "binance_ETHUSDT_2024-08-09.txt.gz"
 EXCHANGE_INFO = DATA / "exchange" / "binance-futures_rest_2021-07-22.txt.gz"
 BTC = "binance-futures:BTCUSDT"
 T = TypeVar("T")
@@ -65,8 +75,9 @@ def _clean(sim: SimServer) -> Iterator[None]:
 
 
 def _args(sim: SimServer, sets: list[str], *extra: str) -> list[str]:
-    args = ["execute", "--venue", "binance-usdm", "--symbols", "BTCUSDT"]
-    args += ["--rest-url", sim.base, "--ws-url", sim.ws_base, *extra]
+    args = ["execute", "--rest-url", sim.base, "--ws-url", sim.ws_base, *extra]
+    if "--venue" not in extra:
+        args += ["--venue", "binance-usdm", "--symbols", "BTCUSDT"]
     return mmflow(*args, *[a for s in sets for a in ("--set", s)])
 
 
@@ -126,7 +137,8 @@ def _until(check: Callable[[], T], timeout: float, what: str) -> T:
 
 
 class Intents:
-    def __init__(self, sets: list[str]) -> None:
+    def __init__(self, sets: list[str], market: str = BTC) -> None:
+        self.market = market
         self.kafka = load_settings(None, None, sets).kafka
         self.producer = Producer({"bootstrap.servers": self.kafka.bootstrap_servers})
         self.incarnation = incarnation_of(time.time_ns() // 1000)
@@ -134,18 +146,18 @@ class Intents:
 
     def next_id(self) -> str:
         self.seq += 1
-        return make_id(f"{BTC}-{self.incarnation}", self.seq)
+        return make_id(f"{self.market}-{self.incarnation}", self.seq)
 
     def cid(self, seq: int, side: str) -> str:
         return f"mmf-{self.incarnation}-{seq}{side}"
 
     def send(self, intent: Intent) -> None:
-        self.producer.produce(self.kafka.intents_topic, key=BTC.encode(), value=encode(intent))
+        self.producer.produce(self.kafka.intents_topic, key=self.market.encode(), value=encode(intent))
         assert self.producer.flush(10) == 0
 
     def quote(self, bid: D | None, ask: D | None, qty: D = D("0.01")) -> QuoteIntent:
         q = QuoteIntent(
-            market=BTC,
+            market=self.market,
             ts=time.time_ns() // 1000,
             intent_id=self.next_id(),
             bid_px=bid,
@@ -240,6 +252,27 @@ def test_quotes_become_orders_replaced_and_cancel_all_spares_other_orders(
     assert samples[("mmflow_exec_orders_sent_total", frozenset({("market", BTC), ("kind", "quote")}))] == 4
     assert samples[("mmflow_exec_orders_replaced_total", frozenset({("market", BTC)}))] == 2
     assert running[0].stop() == 0
+
+
+def test_a_crossing_quote_is_rejected_post_only(
+    sim: SimServer, sets: list[str], tmp_path: Path, running: list[Execute]
+) -> None:
+    bid, ask = _touch(sim)
+    running.append(Execute(sim, sets, tmp_path / "execute.log"))
+    intents = Intents(sets)
+    q = intents.quote(ask, None)  # a bid at the ask would take: GTX refuses it (-5022)
+    (update,) = _until(
+        lambda: [r for r in intents.records(intents.kafka.orders_topic) if isinstance(r, OrderUpdate)],
+        30,
+        "no order update",
+    )
+    assert (update.intent_id, update.side, update.status, update.reason) == (
+        q.intent_id,
+        "buy",
+        "rejected",
+        POST_ONLY_REJECT,
+    )
+    assert not _open(sim)
 
 
 # -- 2. fills and order updates out; positions equal positionRisk --------------------------------------
@@ -406,3 +439,70 @@ def test_a_retry_after_a_timeout_never_creates_a_second_order(
     account = sim.runner.app[EXCHANGE].account
     assert [o.client_id for o in account.orders.values()].count(cid) == 1
     assert list(_open(sim)) == [cid]
+
+
+# -- spot ----------------------------------------------------------------------------------------------
+
+
+def test_spot_quotes_are_limit_maker_and_a_hedge_fill_moves_the_base_position(
+    sets: list[str], tmp_path: Path, running: list[Execute]
+) -> None:
+    if not ETH_FRAMES.exists():
+        pytest.skip("the ETHUSDT frames are not under ../shared/data")
+    spot = SimServer(SimConfig("binance-spot", ETH_FRAMES, KEY, SECRET, speed=0))
+    try:
+        spot.wait_replayed()
+        market = "binance:ETHUSDT"
+        t = signed(spot, "GET", "/api/v3/ticker/bookTicker", symbol="ETHUSDT")[2]
+        bid, ask = D(t["bidPrice"]), D(t["askPrice"])
+        running.append(
+            Execute(spot, sets, tmp_path / "spot.log", "--venue", "binance-spot", "--symbols", "ETHUSDT")
+        )
+        intents = Intents(sets, market)
+        intents.quote(bid - 10, ask + 10)
+
+        def resting() -> dict[str, dict] | None:
+            orders = {
+                o["clientOrderId"]: o for o in signed(spot, "GET", "/api/v3/openOrders", symbol="ETHUSDT")[2]
+            }
+            return orders if {intents.cid(1, "b"), intents.cid(1, "s")} <= set(orders) else None
+
+        orders = _until(resting, 30, "the spot quote never rested")
+        assert {o["type"] for o in orders.values()} == {"LIMIT_MAKER"}
+        hedge = HedgeIntent(
+            market=market,
+            ts=time.time_ns() // 1000,
+            intent_id=intents.next_id(),
+            side="buy",
+            qty=D("0.01"),
+            limit_px=ask + 5,
+            best_bid=bid,
+            best_ask=ask,
+            inventory=D(0),
+        )
+        intents.send(hedge)
+        (fill,) = _until(
+            lambda: [f for f in intents.records(intents.kafka.fills_topic) if isinstance(f, Fill)],
+            30,
+            "no fill",
+        )
+        assert (fill.intent_id, fill.qty, fill.px, fill.liquidity) == (
+            hedge.intent_id,
+            D("0.01"),
+            ask,
+            "taker",
+        )
+        eth = next(b for b in signed(spot, "GET", "/api/v3/account")[2]["balances"] if b["asset"] == "ETH")
+        held = D(eth["free"]) + D(eth["locked"])
+        _until(
+            lambda: any(
+                isinstance(p, Position) and p.position == held and p.fills == 1
+                for p in intents.records(intents.kafka.positions_topic)
+            ),
+            30,
+            "no position equal to the ETH balance",
+        )
+        assert running[-1].stop() == 0
+        assert not signed(spot, "GET", "/api/v3/openOrders", symbol="ETHUSDT")[2]  # cancelled at stop
+    finally:
+        spot.stop()

@@ -153,3 +153,16 @@ def test_rate_budget_from_headers_and_retry_after() -> None:
     assert b.wait_s(13.5, order=True) == 0
     b.update({"X-MBX-ORDER-COUNT-10S": "290"}, 200, now=14.0)
     assert b.wait_s(14.0, order=True) == 1.0 and b.wait_s(14.0, order=False) == 0
+
+
+def test_exchange_statuses_map_to_order_updates() -> None:
+    from mmflow.exchange_orders import order_status
+    from mmflow.models import POST_ONLY_REJECT
+
+    assert order_status("NEW", True, D(0)) == ("accepted", "")
+    assert order_status("PARTIALLY_FILLED", True, D(1)) == ("partially_filled", "")
+    assert order_status("CANCELED", True, D(0)) == ("cancelled", "")
+    assert order_status("EXPIRED", True, D(0)) == ("rejected", POST_ONLY_REJECT)  # GTX would cross
+    assert order_status("EXPIRED", False, D(0)) == ("expired", "")  # an IOC's unfilled rest
+    assert order_status("FILLED", False, D(1)) == ("filled", "")
+    assert order_status("PENDING_NEW", False, D(0)) is None
