@@ -36,7 +36,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from mmflow.config import ConfigError, Settings
 from mmflow.connectors.binance_rest import ApiError, Rest, Unreachable
@@ -258,15 +258,22 @@ class Executor:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         parts = []
         for p in sorted(meta.partitions):
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            high = _high_watermark(consumer, TopicPartition(topic, p))
             parts.append(TopicPartition(topic, p, high))
         consumer.assign(parts)
         self.consumer = consumer
 
+    def _poll(self) -> list[Any]:
+        """What has arrived: the first record as soon as it comes (``consume(n, t)`` would wait the
+        whole ``t`` for ``n``), then whatever else is already there."""
+        assert self.consumer is not None
+        first = self.consumer.poll(0.1)
+        return [] if first is None else [first, *self.consumer.consume(200, 0)]
+
     async def consume(self, stop: asyncio.Event) -> None:
         assert self.consumer is not None
         while not stop.is_set():
-            msgs = await asyncio.to_thread(self.consumer.consume, 200, 0.1)
+            msgs = await asyncio.to_thread(self._poll)
             for msg in msgs:
                 if msg.error() is not None:
                     log.warning("execute: consumer error: %s", msg.error())
@@ -718,6 +725,31 @@ class Executor:
             await asyncio.sleep(0.3)  # the worker thread's last poll returns
             self.consumer.close()
         self.producer.flush(10)
+
+
+_NO_LEADER_YET = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TIMED_OUT,
+    }
+)
+
+
+def _high_watermark(consumer: Consumer, tp: TopicPartition, attempts: int = 50) -> int:
+    """The partition's end, asked again while a just-created topic has no leader yet."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return int(consumer.get_watermark_offsets(tp, timeout=10)[1])
+        except KafkaException as exc:
+            err = exc.args[0]
+            if attempt == attempts or not (
+                isinstance(err, KafkaError) and (err.retriable() or err.code() in _NO_LEADER_YET)
+            ):
+                raise
+            time.sleep(0.2)
+    raise AssertionError("not reached")
 
 
 class ExchangeDown(Exception):
