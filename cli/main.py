@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mmflow.cli import exchange_sim, live
+from mmflow.cli import exchange_sim, execute, live
 from mmflow.cli.args import common, inputs
 from mmflow.config import ConfigError, Settings, load_settings
 from mmflow.connectors.files import InputError, load_inputs
@@ -339,6 +339,7 @@ def parser() -> argparse.ArgumentParser:
 
     live.register(sub)
     exchange_sim.register(sub)
+    execute.register(sub)
     return ap
 
 

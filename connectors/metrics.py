@@ -214,6 +214,56 @@ class Metrics:
         self.ingest_delivery_errors = Counter(
             "mmflow_ingest_delivery_errors", "Events the broker did not take", ["venue"], registry=r
         )
+        # mmflow execute (connectors/binance_exec.py): orders on the exchange.
+        self.exec_orders_sent = Counter(
+            "mmflow_exec_orders_sent", "Orders sent to the exchange", ["market", "kind"], registry=r
+        )
+        self.exec_replaced = Counter(
+            "mmflow_exec_orders_replaced", "Resting quotes cancelled for a newer quote", m, registry=r
+        )
+        self.exec_rejected = Counter(
+            "mmflow_exec_orders_rejected",
+            "Orders the exchange refused, by reason",
+            ["market", "reason"],
+            registry=r,
+        )
+        self.exec_coalesced = Counter(
+            "mmflow_exec_intents_coalesced", "Quote intents superseded before they went out", m, registry=r
+        )
+        self.exec_resting = Gauge("mmflow_exec_orders_resting", "This bot's orders resting", m, registry=r)
+        self.exec_in_flight = Gauge(
+            "mmflow_exec_requests_in_flight", "Order requests sent and not yet answered", m, registry=r
+        )
+        self.exec_rate_budget_used = Gauge(
+            "mmflow_exec_rate_budget_used",
+            "Most used rate budget of the exchange (0..1)",
+            ["venue"],
+            registry=r,
+        )
+        self.exec_throttle_waits = Counter(
+            "mmflow_exec_throttle_waits",
+            "Requests held back for the rate budget or a 429",
+            ["venue"],
+            registry=r,
+        )
+        self.exec_request_latency = Histogram(
+            "mmflow_exec_request_latency_seconds",
+            "REST round trip to the exchange",
+            ["endpoint"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
+        self.exec_request_errors = Counter(
+            "mmflow_exec_request_errors", "REST requests without an answer", ["endpoint"], registry=r
+        )
+        self.exec_tick_to_order = Histogram(
+            "mmflow_exec_tick_to_order_seconds",
+            "Intent time (the flow's clock: the tick's receive time) to the order's acknowledgement",
+            m,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
+        self.exec_fills = Counter("mmflow_exec_fills", "Fills from the user-data stream", m, registry=r)
         self._last: dict[str, dict[str, Any]] = {}
         self._children: dict[tuple[str, ...], Any] = {}
         self._lock = threading.Lock()
