@@ -124,6 +124,8 @@ class PaperVenue:
         self.cfg = cfg
         self.latency = latency_model(cfg.latency)
         self.queue = queue_model(cfg.queue)
+        #: Whether the queue model reads the size shown at an order's level (front does not).
+        self._reads_levels = cfg.queue.model != "front"
         self.fees = fee_model(cfg.fees, spec)
         #: Fill ids are ``<market>-F<incarnation>-<seq>``: a restarted venue never reuses one.
         self.incarnation = incarnation
@@ -208,23 +210,47 @@ class PaperVenue:
 
     def on_book(self, tick: BookTick) -> list[Report]:
         now = tick.ts_recv
-        self._catch_up(now)
-        self.best_bid, self.best_ask = tick.bid_px, tick.ask_px
+        if now > self.clock:
+            self.clock = now
+        if now >= self._due:
+            self._catch_up(now)
+        bid, ask = self.best_bid, self.best_ask = tick.bid_px, tick.ask_px
         self.bid_qty, self.ask_qty = tick.bid_qty, tick.ask_qty
-        self.touch["buy"].moved_to(tick.ask_px)
-        self.touch["sell"].moved_to(tick.bid_px)
+        touch = self.touch
+        if ask != touch["buy"].px:
+            touch["buy"].moved_to(ask)
+        if bid != touch["sell"].px:
+            touch["sell"].moved_to(bid)
         if self.orders:
-            if self.book is None:
-                self._show_touch()
-            self._cross(now)
-        return self._deliver(now)
+            # One pass: the live orders the touch crossed, and (top-of-book data) the levels it shows.
+            show = self._reads_levels and self.book is None
+            crossed = []
+            for o in self.orders:
+                if not o.live or o.remaining <= 0:
+                    continue
+                px = o.px
+                if o.side == "buy":
+                    if ask <= px:
+                        crossed.append(o)
+                    elif show and px >= bid:
+                        self.queue.shown(o.spot, self.bid_qty if px == bid else _ZERO)
+                elif bid >= px:
+                    crossed.append(o)
+                elif show and px <= ask:
+                    self.queue.shown(o.spot, self.ask_qty if px == ask else _ZERO)
+            if crossed:
+                self._cross(crossed, now)
+        return self._deliver(now) if self.outbox else []
 
     def on_trade(self, trade: Trade) -> list[Report]:
         now = trade.ts_recv
-        self._catch_up(now)
+        if now > self.clock:
+            self.clock = now
+        if now >= self._due:
+            self._catch_up(now)
         if self.orders:
             self._print(trade, now)
-        return self._deliver(now)
+        return self._deliver(now) if self.outbox else []
 
     def on_depth(self, depth: Depth) -> list[Report]:
         now = depth.ts_recv
@@ -315,13 +341,6 @@ class PaperVenue:
         beyond = order.px > best if buy else order.px < best
         return _ZERO if beyond else None
 
-    def _show_touch(self) -> None:
-        for order in self.orders:
-            if order.live:
-                shown = self._shown_at(order)
-                if shown is not None:
-                    self.queue.shown(order.spot, shown)
-
     def _show_levels(self, depth: Depth) -> None:
         book = self.book
         assert book is not None
@@ -331,16 +350,10 @@ class PaperVenue:
                 self.queue.shown(order.spot, book.size(order.side, order.px))  # type: ignore[arg-type]
 
     # -- matching -------------------------------------------------------------------------------
-    def _cross(self, now: int) -> None:
+    def _cross(self, crossed: list[RestingOrder], now: int) -> None:
+        """Fill the live orders the touch crossed, at their price, from the size it shows."""
         ask, bid = self.best_ask, self.best_bid
         assert ask is not None and bid is not None
-        crossed = [
-            o
-            for o in self.orders
-            if o.live and o.remaining > 0 and (ask <= o.px if o.side == "buy" else bid >= o.px)
-        ]
-        if not crossed:
-            return
         # The size shown at each touch is shared by all our crossed orders, best price first.
         crossed.sort(key=lambda o: (o.side, -o.px if o.side == "buy" else o.px))
         for order in crossed:

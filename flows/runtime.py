@@ -105,17 +105,6 @@ class MarketRuntime:
             return
         maker, venue, stats = self.maker, self.venue, self.stats
         cls = type(event)
-        if cls is Fill:
-            refused = maker.book(event)  # type: ignore[arg-type]
-            if refused is not None:
-                self._refuse(event, refused, out, origin)
-                return
-        if cls is Depth:
-            # Depth is the venue's (its queue model); the maker quotes off the touch.
-            self._last_market_us = event.ts_recv  # type: ignore[union-attr]
-            if venue is not None:
-                self._apply_reports(venue.on_depth(event), out)  # type: ignore[arg-type]
-            return
         if cls is BookTick or cls is Trade:
             now = self._last_market_us = event.ts_recv
             stats.advance(now)
@@ -130,7 +119,9 @@ class MarketRuntime:
             if cls is BookTick:
                 stats.books += 1
                 if venue is not None:
-                    self._apply_reports(venue.on_book(event), out)  # type: ignore[arg-type]
+                    reports = venue.on_book(event)  # type: ignore[arg-type]
+                    if reports:
+                        self._apply_reports(reports, out)
                 mid = maker.mid
                 intents = maker.on_book(event)  # type: ignore[arg-type]
                 if maker.mid is not mid:  # mark-outs: the maker's mid changed
@@ -141,9 +132,22 @@ class MarketRuntime:
                 stats.trades += 1
                 self._trade_ids.seen(event.trade_id)  # type: ignore[union-attr]
                 if venue is not None:
-                    self._apply_reports(venue.on_trade(event), out)  # type: ignore[arg-type]
+                    reports = venue.on_trade(event)  # type: ignore[arg-type]
+                    if reports:
+                        self._apply_reports(reports, out)
                 intents = maker.on_trade(event)  # type: ignore[arg-type]
+        elif cls is Depth:
+            # Depth is the venue's (its queue model); the maker quotes off the touch.
+            self._last_market_us = event.ts_recv  # type: ignore[union-attr]
+            if venue is not None:
+                self._apply_reports(venue.on_depth(event), out)  # type: ignore[arg-type]
+            return
         else:
+            if cls is Fill:
+                refused = maker.book(event)  # type: ignore[arg-type]
+                if refused is not None:
+                    self._refuse(event, refused, out, origin)
+                    return
             # A fill may carry a later timestamp; the others act at the market's own clock.
             now = (
                 max(event.ts, stats.last_us)  # type: ignore[union-attr]

@@ -231,7 +231,8 @@ class MarketMaker:
                 self._requote = True
             self.last_quote = None
             self._dirty = True
-        elif update.status in ("cancelled", "expired"):
+        elif update.status in ("cancelled", "expired") and (self.position_limited or update.kind == "hedge"):
+            # Room came back under the hard limit, or a hedge ended short: worth deciding again.
             self._dirty = True
 
     def on_order(self, update: OrderUpdate) -> list[Intent]:
