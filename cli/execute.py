@@ -6,10 +6,10 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 
 from mmflow.cli.args import common
+from mmflow.cli.stopping import stop_event
 from mmflow.config import ConfigError, load_settings
 from mmflow.connectors.binance_exec import ExchangeDown, Executor
 from mmflow.connectors.binance_rest import ApiError, Unreachable
@@ -66,12 +66,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
     )
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        if args.seconds is not None:
-            loop.call_later(args.seconds, stop.set)
+        stop = stop_event(args.seconds)
         await ex.run(stop)
 
     try:

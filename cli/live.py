@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mmflow.cli.args import common
+from mmflow.cli.stopping import stop_event
 from mmflow.config import Settings, load_settings
 from mmflow.connectors.files import load_inputs
 from mmflow.connectors.kafka_io import DeliveryErrors, broker_problem, create_topics, producer, publish_event
@@ -128,12 +128,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     )
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        if args.seconds is not None:
-            loop.call_later(args.seconds, stop.set)
+        stop = stop_event(args.seconds)
         poller = asyncio.ensure_future(poll_loop(out, stop))
         await ingest.run(stop)
         await poller
