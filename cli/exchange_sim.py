@@ -58,6 +58,7 @@ def cmd_exchange_sim(args: argparse.Namespace) -> int:
         balances=_balances(args.balance),
         faults=_faults(args),
         settings=load_settings(args.preset, args.config, args.set),
+        restamp=args.restamp,
     )
     try:
         app = create_app(cfg)
@@ -105,6 +106,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="a recorded GET .../exchangeInfo response ('<URL> -> <time>: <body>' lines) to serve; "
         "default: built from the instrument specs with the venue's documented rate limits",
+    )
+    p.add_argument(
+        "--restamp",
+        action="store_true",
+        help="move the frames' exchange times (E, T) to the wall clock, for a flow's stale-data check",
     )
     p.add_argument("--start", choices=["now", "subscribe"], default="now", help="when the replay starts")
     p.add_argument("--balance", action="append", default=[], metavar="ASSET=AMOUNT", help="starting balance")

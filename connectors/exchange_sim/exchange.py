@@ -53,6 +53,9 @@ class SimConfig:
     balances: dict[str, Decimal] | None = None
     faults: Faults = field(default_factory=Faults)
     settings: Settings | None = None
+    #: Serve the frames' exchange times moved to the wall clock (a fresh market for a consumer's
+    #: stale-data check) instead of byte for byte as recorded.
+    restamp: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ class Exchange:
         self.limiter = limits.RateLimiter.from_exchange_info(self.info["rateLimits"])
         self.streams = UserStreams(self.faults.server_ms)
         self.account = self._account(settings, entries)
-        self.market = Market(Path(cfg.frames), self.spot, cfg.speed, self.account.on_market)
+        self.market = Market(Path(cfg.frames), self.spot, cfg.speed, self.account.on_market, cfg.restamp)
         self.countdowns: dict[str, asyncio.TimerHandle] = {}
         self.replay: asyncio.Task[None] | None = None
 

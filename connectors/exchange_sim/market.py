@@ -70,11 +70,23 @@ def parse_streams(query: str) -> set[str]:
     return {_stream_name(s) for s in query.split("/") if s}
 
 
+#: How far into the recording its opening quote is looked for.
+_PRE_OPEN_FRAMES = 1000
+
+
 class Market:
     """The replayed market of one frames file."""
 
-    def __init__(self, path: Path, spot: bool, speed: float, on_event: Callable[[MarketEvent], None]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        spot: bool,
+        speed: float,
+        on_event: Callable[[MarketEvent], None],
+        restamp: bool = False,
+    ) -> None:
         self.path, self.spot, self.speed, self.on_event = path, spot, speed, on_event
+        self.restamp = restamp
         self.books: dict[str, OrderBook] = {}
         self.tickers: dict[str, BookTick] = {}
         self.update_ids: dict[str, int] = {}
@@ -83,6 +95,9 @@ class Market:
         self.frames_sent = 0
         self.finished = asyncio.Event()
         self.recorded_snapshot = _first_snapshot(path)
+        # An exchange always shows a book: until the replay starts, the recording's first quote
+        # (a connector checks its sizes against the price before it trades).
+        self.tickers.update(_first_tickers(path))
 
     async def run(self) -> None:
         """Replay the file once, paced at ``speed`` (0: as fast as possible)."""
@@ -98,10 +113,10 @@ class Market:
             elif (burst := burst + 1) >= _BURST:
                 await asyncio.sleep(0)
                 burst = 0
-            self._frame(body, events)
+            self._frame(body, events, recv)
         self.finished.set()
 
-    def _frame(self, body: bytes, events: list[Any]) -> None:
+    def _frame(self, body: bytes, events: list[Any], recv_us: int) -> None:
         for event in events:
             self._event(event)
         try:
@@ -115,6 +130,8 @@ class Market:
         symbol = str(data.get("s", "")).upper()
         if type(data.get("u")) is int and "depth" in stream:
             self.update_ids[symbol] = data["u"]
+        if self.restamp:
+            body = _restamped(stream, data, int(time.time() * 1000) - recv_us // 1000)
         text = body.decode()
         agg = _agg_trade(stream, data) if stream.endswith("@trade") else None
         depth = _DIFF_DEPTH.match(stream)
@@ -181,6 +198,27 @@ class Market:
             at = self.last_event_ms.get(symbol, server_ms)
             out |= {"E": at, "T": at}
         return out | {"bids": bids, "asks": asks}
+
+
+def _restamped(stream: str, data: dict[str, Any], shift_ms: int) -> bytes:
+    """The frame with its exchange times (``E``, ``T``) moved by ``shift_ms``: the recorded delay
+    between the exchange and the recorder kept, at today's wall clock."""
+    for name in ("E", "T"):
+        if type(data.get(name)) is int:
+            data[name] += shift_ms
+    return orjson.dumps({"stream": stream, "data": data})
+
+
+def _first_tickers(path: Path) -> dict[str, BookTick]:
+    """Each symbol's first book ticker of the recording's first frames."""
+    found: dict[str, BookTick] = {}
+    for n, (_, _, events) in enumerate(frame_lines(path)):
+        for event in events:
+            if isinstance(event, BookTick):
+                found.setdefault(event.market.partition(":")[2], event)
+        if found or n >= _PRE_OPEN_FRAMES:
+            break
+    return found
 
 
 def _first_snapshot(path: Path) -> dict[str, Any] | None:

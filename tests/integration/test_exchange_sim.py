@@ -353,6 +353,30 @@ def test_market_stream_replays_the_recorded_frames_in_order(fresh_usdm: SimServe
     assert not dropped and got == expected  # every frame, in order, byte for byte
 
 
+def test_restamped_frames_carry_the_wall_clock_and_keep_the_recorded_delay() -> None:
+    sim = _sim("binance-usdm", BTC_FRAMES, speed=1000, start="subscribe", restamp=True)
+    try:
+        before = _touch(sim, "/fapi/v1/ticker/bookTicker", "BTCUSDT")  # the opening quote, pre-open
+        sent_at = int(time.time() * 1000)
+        got, _ = asyncio.run(_receive(f"{sim.ws_base}/stream?streams={'/'.join(STREAMS)}", 200))
+    finally:
+        sim.stop()
+    recorded = [json.loads(f) for f in _recorded_frames()[:200]]
+    frames = [json.loads(f) for f in got]
+    assert [f["stream"] for f in frames] == [f["stream"] for f in recorded]
+    opening = next(r["data"] for r in recorded if r["stream"].endswith("@bookTicker"))
+    assert before == (D(opening["b"]), D(opening["a"]))
+    shifts = {f["data"]["E"] - r["data"]["E"] for f, r in zip(frames, recorded, strict=True)}
+    assert all(abs(f["data"]["E"] - sent_at) < 60_000 for f in frames)  # today, not 2024
+    # One shift per frame, the same for E and T: the exchange-to-recorder delay is kept.
+    assert all(
+        f["data"]["E"] - r["data"]["E"] == f["data"]["T"] - r["data"]["T"] for f, r in zip(frames, recorded, strict=True)
+    )
+    assert len(shifts) > 1 and max(shifts) - min(shifts) < 10_000
+    strip = [{k: v for k, v in f["data"].items() if k not in "ET"} for f in frames]
+    assert strip == [{k: v for k, v in r["data"].items() if k not in "ET"} for r in recorded]
+
+
 def test_market_stream_subscribe_and_agg_trade(fresh_usdm: SimServer) -> None:
     async def run() -> list[dict]:
         async with (

@@ -1,0 +1,253 @@
+"""The whole trading loop on the raw BTCUSDT recording: exchange-sim -> ingest -> Kafka -> run ->
+Kafka -> execute -> exchange-sim -> execute -> Kafka -> run, every process the real command.
+
+Shared by the end-to-end test (``test_trading_loop.py``) and its benchmark
+(``benchmarks/trading_loop_bench.py``): one harness, so the figures the closing note quotes come
+from exactly what the test checks.
+
+The simulator serves the recording at ``speed`` x its pace from the first market-data subscriber
+on (the ingest's), so the flow, ingest and execute are all up before the first frame; the
+simulator runs in a thread of the calling process, the other three in processes of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from mmflow.config import Settings, load_settings
+from mmflow.connectors.exchange_sim.app import SimConfig
+from mmflow.connectors.recorder import read_topic
+from mmflow.models import Fill, OrderUpdate
+from mmflow.wire import decode_input
+from tests.conftest import DATA
+from tests.integration.exchange_sim_client import KEY, SECRET, SimServer, call, signed
+from tests.integration.kafka_broker import create_topic
+from tests.integration.test_kafka_e2e import REPO, mmflow, start, topic_sets, wait_stable
+from tests.integration.test_metrics_http import free_port, scrape
+
+BTC_FRAMES = DATA / "raw" / "binance-futures_BTCUSDT_2024-08-08.txt.gz"
+EXCHANGE_INFO = DATA / "exchange" / "binance-futures_rest_2021-07-22.txt.gz"
+BTC_CONFIG = REPO / "infra" / "config" / "btcusdt-tight.yaml"
+BTC = "binance-futures:BTCUSDT"
+TOPICS = ("md", "fills", "intents", "dlq", "control", "positions", "orders", "venue-state", "state")
+Samples = dict[tuple[str, frozenset], float]
+
+
+@dataclass
+class LoopResult:
+    """What the loop left behind, read after every process stopped."""
+
+    fills: list[Fill]
+    updates: list[OrderUpdate]
+    state: dict[str, Any]  # the flow's final summary of the market (Decimal strings)
+    position_risk: Decimal  # the simulator's positionAmt at the end
+    open_orders: int  # the simulator's open orders at the end (any client)
+    flow_metrics: Samples  # the flow's last scrape before it stopped
+    exec_metrics: Samples  # execute's last scrape before it stopped
+    replay_s: float  # wall time of the recording's replay
+    exec_log: str
+    order_limits: list[dict[str, Any]] = field(default_factory=list)  # exchangeInfo ORDERS limits
+
+
+def metric(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value, 0.0 when absent."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def total(samples: Samples, name: str) -> float:
+    """The sum over every label set of ``name``."""
+    return sum(v for (n, _), v in samples.items() if n == name)
+
+
+def histogram_quantile(samples: Samples, name: str, q: float) -> float:
+    """Prometheus' ``histogram_quantile`` over the cumulative ``<name>_bucket`` samples (linear
+    within the bucket), summed over every label set but ``le``."""
+    buckets: dict[float, float] = {}
+    for (n, labels), v in samples.items():
+        if n == f"{name}_bucket":
+            le = float(dict(labels)["le"])
+            buckets[le] = buckets.get(le, 0.0) + v
+    bounds = sorted(buckets)
+    count = buckets[float("inf")] if bounds else 0.0
+    if not count:
+        return float("nan")
+    rank, lower, below = q * count, 0.0, 0.0
+    for le in bounds:
+        if buckets[le] >= rank:
+            if le == float("inf"):
+                return lower
+            return lower + (le - lower) * (rank - below) / max(buckets[le] - below, 1e-12)
+        lower, below = le, buckets[le]
+    return lower
+
+
+class Proc:
+    """One ``mmflow`` command in its own process group, its output in a log file."""
+
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        if env is None:
+            self.proc = start(args, log)
+        else:
+            self.proc = subprocess.Popen(
+                args,
+                cwd=REPO,
+                stdout=log.open("wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+            )
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM, then the exit code (SIGKILL if it does not end in time)."""
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def until(check: Any, timeout: float, what: str, procs: list[Proc] = ()) -> Any:
+    """Poll ``check`` until it is truthy; fail naming ``what`` (and a process that died)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        for p in procs:
+            assert p.alive(), f"{p.log.name} died: {p.text()[-3000:]}"
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def loop_settings(bootstrap: str, prefix: str) -> tuple[Settings, list[str]]:
+    """The topics of this run, created; the settings and the command-line arguments that give them."""
+    sets = [*topic_sets(prefix), f"kafka.state_topic={prefix}.state", f"kafka.bootstrap_servers={bootstrap}"]
+    for name in TOPICS:
+        create_topic(bootstrap, f"{prefix}.{name}", partitions=1 if name == "state" else 2)
+    args = ["--preset", "phase2", "--config", str(BTC_CONFIG), *[a for s in sets for a in ("--set", s)]]
+    return load_settings("phase2", BTC_CONFIG, sets), args
+
+
+def _quiet_scrape(port: int) -> Samples:
+    try:
+        return scrape(port)
+    except OSError:
+        return {}
+
+
+def run_loop(bootstrap: str, prefix: str, tmp: Path, speed: float) -> LoopResult:
+    """The loop over the whole recording, then every process stopped cleanly (see the module)."""
+    settings, cfg = loop_settings(bootstrap, prefix)
+    sim = SimServer(
+        SimConfig(
+            "binance-usdm",
+            BTC_FRAMES,
+            KEY,
+            SECRET,
+            speed=speed,
+            start="subscribe",
+            exchange_info=EXCHANGE_INFO,
+            restamp=True,
+            # First in the queue at its price: the recording's trades at the quote's price fill
+            # it, so six recorded minutes give the books enough fills to check.
+            settings=load_settings(None, None, ["venue.queue.model=front"]),
+        )
+    )
+    flow_port, exec_port = free_port(), free_port()
+    urls = ["--rest-url", sim.base, "--ws-url", sim.ws_base]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MMFLOW_API_KEY": KEY, "MMFLOW_API_SECRET": SECRET}
+    execute = Proc(
+        mmflow(
+            "execute",
+            "--venue",
+            "binance-usdm",
+            "--symbols",
+            "BTCUSDT",
+            *urls,
+            "--metrics-port",
+            str(exec_port),
+            *cfg,
+        ),
+        tmp / "execute.log",
+        env,
+    )
+    procs = [execute]
+    try:
+        until(lambda: "execute: ready" in execute.text(), 90, "execute never got ready", procs)
+        flow = Proc(mmflow("run", "--metrics-port", str(flow_port), *cfg), tmp / "flow.log")
+        procs.append(flow)
+        until(lambda: _quiet_scrape(flow_port), 90, "the flow never served its metrics", procs)
+        ingest = Proc(
+            mmflow("ingest", "--venue", "binance-usdm", "--symbols", "BTCUSDT", *urls, *cfg),
+            tmp / "ingest.log",
+        )
+        procs.append(ingest)
+        until(lambda: sim.status()["replay_started"], 60, "the ingest never subscribed", procs)
+        began = time.monotonic()
+        until(lambda: sim.status()["replay_finished"], 600, "the replay did not finish", procs)
+        replay_s = time.monotonic() - began
+        fills_topic = settings.kafka.fills_topic
+        # The market is still once the replay ends: the stale-data guard pulls the quotes, and
+        # nothing can fill after that; wait for the last fill and for the flow to book it.
+        n = wait_stable(lambda: len(read_topic(settings.kafka, fills_topic, 1.0)), quiet=5.0, timeout=120)
+        until(
+            lambda: total(_quiet_scrape(flow_port), "maker_fills_total") == n,
+            60,
+            "the flow missed fills",
+            procs,
+        )
+        assert ingest.stop() == 0, ingest.text()[-2000:]
+        exec_metrics = scrape(exec_port)
+        assert execute.stop() == 0, execute.text()[-3000:]
+        flow_metrics = scrape(flow_port)
+        assert flow.stop(120) == 0, flow.text()[-3000:]
+    finally:
+        for p in procs:
+            p.kill()
+    try:
+        [risk] = signed(sim, "GET", "/fapi/v2/positionRisk", symbol="BTCUSDT")[2]
+        open_orders = signed(sim, "GET", "/fapi/v1/openOrders", symbol="BTCUSDT")[2]
+        info = call(sim, "GET", "/fapi/v1/exchangeInfo")[2]
+    finally:
+        sim.stop()
+    states = [orjson.loads(v) for v in read_topic(settings.kafka, f"{prefix}.state", 2.0)]
+    records = [decode_input(v) for v in read_topic(settings.kafka, settings.kafka.orders_topic, 1.0)]
+    return LoopResult(
+        fills=[
+            f
+            for f in (decode_input(v) for v in read_topic(settings.kafka, fills_topic, 1.0))
+            if isinstance(f, Fill)
+        ],
+        updates=[u for u in records if isinstance(u, OrderUpdate)],
+        state=[s for s in states if s["market"] == BTC][-1],
+        position_risk=Decimal(risk["positionAmt"]),
+        open_orders=len(open_orders),
+        flow_metrics=flow_metrics,
+        exec_metrics=exec_metrics,
+        replay_s=replay_s,
+        exec_log=execute.text(),
+        order_limits=[r for r in info.get("rateLimits", []) if r.get("rateLimitType") == "ORDERS"],
+    )
