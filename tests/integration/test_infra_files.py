@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 COMPOSE = INFRA / "docker-compose.yml"
 DOCKERFILE = INFRA / "Dockerfile"
-PROMETHEUS = INFRA / "prometheus.yml"
+PROMETHEUS = INFRA / "prometheus" / "prometheus.yml"
 DATASOURCE = INFRA / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 PROVIDERS = INFRA / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
 DASHBOARD = INFRA / "grafana" / "dashboards" / "mmflow.json"
@@ -174,10 +174,12 @@ def test_grafana_and_prometheus_services(compose):
     s = compose["services"]
     assert s["prometheus"]["image"].startswith("prom/prometheus")
     assert any(str(p).startswith("9090:9090") for p in s["prometheus"]["ports"])
-    assert any(
-        str(v).startswith("./prometheus.yml:/etc/prometheus/prometheus.yml")
-        for v in s["prometheus"]["volumes"]
-    )
+    cmd = _command(s["prometheus"])
+    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in s["prometheus"]["volumes"]}
+    config = PurePosixPath(_option(cmd, "--config.file") or "")
+    # The config's directory is mounted from infra/prometheus, so its rule files come along.
+    assert (INFRA / mounts[str(config.parent)]).resolve() == PROMETHEUS.parent
+    assert config.name == PROMETHEUS.name
     g = s["grafana"]
     assert g["image"].startswith("grafana/grafana")
     assert any(str(p).startswith("3000:3000") for p in g["ports"])
