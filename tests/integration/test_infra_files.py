@@ -24,8 +24,9 @@ DATASOURCE = INFRA / "grafana" / "provisioning" / "datasources" / "prometheus.ym
 PROVIDERS = INFRA / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
 DASHBOARD = INFRA / "grafana" / "dashboards" / "mmflow.json"
 
-SERVICES = {"kafka", "topics", "flow", "venue", "feeder", "prometheus", "grafana"}
-MMFLOW_SERVICES = ("topics", "flow", "venue", "feeder")
+SERVICES = {"kafka", "topics", "recovery-init", "flow", "venue", "feeder", "prometheus", "grafana"}
+MMFLOW_SERVICES = ("topics", "recovery-init", "flow", "venue", "feeder")
+RUNTIME_USER = ("mmflow", "10001")
 BOOTSTRAP = "MMFLOW_KAFKA__BOOTSTRAP_SERVERS"
 
 REQUIRED_PANEL_METRICS = [
@@ -115,7 +116,7 @@ def _exposed_names() -> set[str]:
 # ---------------------------------------------------------------- compose
 
 
-def test_compose_has_the_seven_services(compose):
+def test_compose_has_the_eight_services(compose):
     assert set(compose["services"]) == SERVICES
 
 
@@ -191,11 +192,85 @@ def test_grafana_and_prometheus_services(compose):
     assert (INFRA / mounts[provider_path]).resolve() == DASHBOARD.parent
 
 
+def _instructions() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions, (KEYWORD, arguments), continuation lines joined."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    return [(ln.split(None, 1)[0].upper(), ln.split(None, 1)[1]) for ln in lines]
+
+
+def _instruction(keyword: str) -> str:
+    return [args for kw, args in _instructions() if kw == keyword][-1]
+
+
 def test_dockerfile():
-    text = DOCKERFILE.read_text()
-    assert re.search(r"^FROM python:3\.12-slim\b", text, re.M)
-    assert re.search(r"^RUN pip install \.", text, re.M)
-    assert re.search(r'^ENTRYPOINT \["mmflow"\]', text, re.M)
+    assert re.match(r"python:3\.12-slim\b", _instruction("FROM"))
+    assert any(kw == "RUN" and args.startswith("pip install .") for kw, args in _instructions())
+    assert json.loads(_instruction("ENTRYPOINT"))[-1] == "mmflow"
+
+
+def test_mmflow_is_not_pid_1(compose):
+    """mmflow as PID 1 let `docker stop`'s SIGTERM pass (no default action for PID 1): waited the
+    grace period, then SIGKILL. An init must start it and pass signals on."""
+    entrypoint = json.loads(_instruction("ENTRYPOINT"))  # exec form: no shell in between either
+    image_init = (
+        Path(entrypoint[0]).name in {"tini", "docker-init", "dumb-init"} and entrypoint[-1] == "mmflow"
+    )
+    if image_init:
+        assert any(kw == "RUN" and Path(entrypoint[0]).name in args for kw, args in _instructions())
+    for name in MMFLOW_SERVICES:
+        service = compose["services"][name]
+        assert "entrypoint" not in service, name  # would drop the image's init
+        assert image_init or service.get("init") is True, name
+
+
+def _seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration))
+
+
+def test_flow_and_venue_get_time_to_stop(compose):
+    for name in ("flow", "venue"):
+        grace = compose["services"][name].get("stop_grace_period")
+        assert grace and _seconds(str(grace)) >= 20, name  # docker's default is 10 s
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    return {str(v).split(":")[1]: str(v).split(":")[0] for v in service.get("volumes") or []}
+
+
+def test_flow_runs_with_recovery_on_a_volume(compose):
+    s = compose["services"]
+    recovery = _option(_command(s["flow"]), "--recovery-dir")
+    assert recovery, "the flow restarts from scratch without --recovery-dir"
+    volume = _mounts(s["flow"]).get(recovery)
+    assert volume in (compose.get("volumes") or {}), "the recovery dir is not on a named volume"
+    # Partitions first, by a one-shot that leaves existing ones alone (mmflow recovery-init).
+    inits = [n for n, svc in s.items() if _command(svc)[:2] == ["recovery-init", recovery]]
+    assert len(inits) == 1 and _mounts(s[inits[0]]).get(recovery) == volume
+    assert _depends(s["flow"]).get(inits[0]) == "service_completed_successfully"
+    assert s[inits[0]].get("restart") == "no"
+    # An empty named volume takes the owner of the image's directory: it must be the user's.
+    workdir = _instruction("WORKDIR")
+    assert PurePosixPath(recovery).is_relative_to(workdir)
+
+
+def test_the_runtime_user_owns_the_working_directory():
+    """/app was root's while the container ran as uid 10001: `record` or `replay --out` failed."""
+    instructions = _instructions()
+    workdir = _instruction("WORKDIR")
+    user = _instruction("USER")
+    assert user in RUNTIME_USER
+    assert any(kw == "RUN" and re.search(r"useradd\b.*--uid 10001 mmflow\b", a) for kw, a in instructions)
+    last_copy = max(i for i, (kw, _) in enumerate(instructions) if kw == "COPY")
+    chowns = [
+        a
+        for kw, a in instructions[last_copy:]
+        if kw == "RUN"
+        and re.search(rf"chown -R ({'|'.join(RUNTIME_USER)})(:\S+)? ({re.escape(workdir)}|\.)(\s|$)", a)
+    ]
+    assert chowns, f"no chown -R of {workdir} to {user} after the last COPY"
+    assert [kw for kw, _ in instructions].index("USER") > last_copy
 
 
 # ---------------------------------------------------------------- prometheus
