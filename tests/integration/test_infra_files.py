@@ -5,8 +5,11 @@ against the metric names actually registered by mmflow.connectors.metrics.Metric
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import socket
+import subprocess
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -14,6 +17,7 @@ import pytest
 import yaml
 
 from mmflow.connectors.metrics import Metrics
+from tests.integration.test_metrics_http import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -443,3 +447,30 @@ def test_halt_alerts_fire_without_delay():
     rules = {r["alert"]: r for r in _alert_rules()}
     for name in ("MakerKillSwitchHalt", "MakerLossLimitHalt", "MakerReconcileHalt"):
         assert "for" not in rules[name], name
+
+
+# ---------------------------------------------------------------- local broker script
+
+KAFKA_SH = INFRA / "kafka" / "kafka.sh"
+
+
+@pytest.mark.parametrize("busy", ["KAFKA_PORT", "KAFKA_CONTROLLER_PORT"])
+def test_kafka_sh_port_in_use_names_the_variables_that_move_it(tmp_path, busy):
+    """It said "set KAFKA_PORT or KAFKA_BOOTSTRAP_SERVERS": the second changes no port of the script,
+    and a second broker also needs its own KAFKA_DATA_DIR."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = {"KAFKA_PORT": str(free_port()), "KAFKA_CONTROLLER_PORT": str(free_port())}
+        ports[busy] = str(taken.getsockname()[1])
+        env = {**os.environ, **ports, "KAFKA_DATA_DIR": str(tmp_path / "kafka")}
+        env.pop("KAFKA_SECURITY", None)
+        done = subprocess.run(
+            ["bash", str(KAFKA_SH), "up"], env=env, capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 1
+    message = done.stderr.strip()
+    assert ports[busy] in message and "already in use" in message, message
+    for name in ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "KAFKA_DATA_DIR"):
+        assert name in message, message
+    assert "KAFKA_BOOTSTRAP_SERVERS" not in message
