@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit bench lint kafka-up kafka-down kafka-clean clean
+.PHONY: install run test test-unit test-alerts bench lint kafka-up kafka-down kafka-clean clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +20,23 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/mmflow demo
 
-# Integration tests start a real Kafka broker themselves (tests/kafka_broker.py).
-test: $(STAMP)
+# Integration tests start a real Kafka broker themselves (tests/kafka_broker.py); the alert rules
+# are checked and unit-tested by promtool, and tests/integration/test_prometheus.py runs the real
+# Prometheus binary (both from Debian's `prometheus` package).
+test: $(STAMP) test-alerts
 	$(BIN)/python -m pytest -q
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not kafka"
+
+PROMTOOL ?= promtool
+PROM_DIR := infra/prometheus
+
+test-alerts:
+	@command -v $(PROMTOOL) >/dev/null 2>&1 || { echo "make: $(PROMTOOL) not found: install Debian's prometheus package (apt-get install prometheus)" >&2; exit 1; }
+	$(PROMTOOL) check config $(PROM_DIR)/prometheus.yml
+	$(PROMTOOL) check rules $(PROM_DIR)/alerts.yml
+	cd $(PROM_DIR) && $(PROMTOOL) test rules alerts.test.yml
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

@@ -186,7 +186,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_recovery_init(args: argparse.Namespace) -> int:
-    """Create Bytewax recovery partitions (once, before the first ``mmflow run --recovery-dir``)."""
+    """Create Bytewax recovery partitions (once, before the first ``mmflow run --recovery-dir``).
+
+    A directory that has them already is left alone, exit 0: Bytewax would panic on it, and a
+    container's start command (infra/docker-compose.yml) runs this before every start."""
+    if any(Path(args.dir).glob("part-*.sqlite3")):
+        print(f"mmflow recovery-init: {args.dir} already has recovery partitions; left as it is")
+        return 0
     Path(args.dir).mkdir(parents=True, exist_ok=True)
     return subprocess.call([sys.executable, "-m", "bytewax.recovery", args.dir, str(args.partitions)])
 

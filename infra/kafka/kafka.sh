@@ -288,11 +288,13 @@ cmd_up() {
   fi
   if ! is_running; then
     rm -f "$PID_FILE"
+    # A second broker of this script needs its own ports and data dir (the pid file lives there).
+    local other="start this one elsewhere with KAFKA_PORT, KAFKA_CONTROLLER_PORT and KAFKA_DATA_DIR"
     if port_open "$PORT"; then
-      die "port $PORT is already in use by another process; set KAFKA_PORT or KAFKA_BOOTSTRAP_SERVERS"
+      die "port $PORT is already in use by another process; $other (then --bootstrap or MMFLOW_KAFKA__BOOTSTRAP_SERVERS=$HOST:<KAFKA_PORT> for mmflow)"
     fi
     if port_open "$CONTROLLER_PORT"; then
-      die "controller port $CONTROLLER_PORT is already in use; set KAFKA_CONTROLLER_PORT"
+      die "controller port $CONTROLLER_PORT is already in use by another process; $other"
     fi
     ensure_jars
     start="$(date +%s)"   # time the broker start, not the one-off jar download

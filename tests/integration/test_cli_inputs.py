@@ -270,3 +270,18 @@ def test_bad_configuration_is_one_line_and_exit_2(btc_small, tmp_path: Path, cas
     assert "s3cret" not in proc.stderr + proc.stdout
     if case == "cross_field":
         assert "window" in line
+
+
+def test_recovery_init_twice_leaves_the_partitions(tmp_path: Path) -> None:
+    """The second run panicked in Bytewax (a traceback, exit 1); the compose flow runs it before
+    every start of the same volume."""
+    recovery = tmp_path / "recovery"
+    first = mmflow("recovery-init", str(recovery))
+    assert first.returncode == 0, first.stderr
+    part = recovery / "part-0.sqlite3"
+    before = part.read_bytes()
+    again = mmflow("recovery-init", str(recovery))
+    assert again.returncode == 0, again.stderr
+    assert "already has recovery partitions" in again.stdout
+    assert "Traceback" not in again.stderr and "panicked" not in again.stderr
+    assert part.read_bytes() == before
