@@ -2,13 +2,15 @@
 
 Each partition is read from the beginning until the topic has been idle for ``idle_s``; one
 market lives in one partition, so its order is kept exactly. Outputs: ``marketdata.parquet``
-(our recording format), ``journal.parquet`` (fills as the flow booked them, with
-``after_events``) and ``intents.parquet`` (what the live flow decided).
+(our recording format), ``journal.parquet`` (every input the flow took besides market data, and
+its timer's firings, each with ``after_events``: see ``flows/runtime.py``) and ``intents.parquet``
+(what the live flow decided, one row per intent id).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
@@ -19,6 +21,7 @@ from mmflow.config import KafkaConfig
 from mmflow.connectors.files import events_frame
 from mmflow.connectors.kafka_io import client_config, journal_topic
 from mmflow.connectors.tables import intents_frame
+from mmflow.models import Intent
 from mmflow.wire import WireError, decode_input, decode_intent
 
 
@@ -80,6 +83,20 @@ def _journal_frame(values: list[bytes]) -> pl.DataFrame:
     return events_frame(events).with_columns(pl.Series("after_events", after, dtype=pl.Int64))
 
 
+def unique_intents(values: Iterable[bytes]) -> list[Intent]:
+    """The intents of a topic in its order, one per id (the first copy): the topic can hold an
+    intent twice (a session recovered after a restart held 164 rows for 157 ids), the session
+    decided it once, and a replay of the recording makes it once."""
+    seen: set[str] = set()
+    out = []
+    for raw in values:
+        intent = decode_intent(raw)
+        if intent.intent_id not in seen:
+            seen.add(intent.intent_id)
+            out.append(intent)
+    return out
+
+
 def record(cfg: KafkaConfig, out: Path, idle_s: float = 3.0) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     events = []
@@ -95,6 +112,6 @@ def record(cfg: KafkaConfig, out: Path, idle_s: float = 3.0) -> dict[str, Path]:
     }
     events_frame(events).write_parquet(paths["marketdata"])
     _journal_frame(read_topic(cfg, journal_topic(cfg), idle_s)).write_parquet(paths["journal"])
-    intents = [decode_intent(raw) for raw in read_topic(cfg, cfg.intents_topic, idle_s)]
+    intents = unique_intents(read_topic(cfg, cfg.intents_topic, idle_s))
     intents_frame(intents).write_parquet(paths["intents"])
     return paths

@@ -219,7 +219,9 @@ class MarketLogic(StatefulBatchLogic[Chunk, Outputs, MarketRuntime]):
 
     With ``live_clock`` (a live run) a wall-clock timer fires the stale-data guard when a market
     goes silent; a replay has no such timer, the next event's timestamp does the same job there,
-    so replays stay deterministic.
+    so replays stay deterministic. The timer counts from the wall-clock instant the market's
+    latest data was taken, not from the latest batch: the venue's periodic position reports
+    (every 2 s) must not keep a silent market looking fresh. ``wall`` is the clock (tests set it).
     """
 
     def __init__(
@@ -231,6 +233,7 @@ class MarketLogic(StatefulBatchLogic[Chunk, Outputs, MarketRuntime]):
         resume: MarketRuntime | None,
         live_clock: bool = False,
         incarnation: str | None = None,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -239,7 +242,9 @@ class MarketLogic(StatefulBatchLogic[Chunk, Outputs, MarketRuntime]):
         self.runtime = resume
         self.live_clock = live_clock
         self.incarnation = incarnation
+        self.wall = wall
         self._wall_at_data: datetime | None = None
+        self._data_us: int | None = None  # the market data time ``_wall_at_data`` was taken at
 
     def notify_at(self) -> datetime | None:
         rt = self.runtime
@@ -253,9 +258,12 @@ class MarketLogic(StatefulBatchLogic[Chunk, Outputs, MarketRuntime]):
         out = Outputs()
         last = rt.maker.safety.last_data_us if rt is not None else None
         if rt is not None and last is not None and self._wall_at_data is not None:
-            elapsed = datetime.now(UTC) - self._wall_at_data
+            elapsed = (self.wall() - self._wall_at_data) // timedelta(microseconds=1)
+            # Past the limit even when the clock woke us on the very microsecond, so one timer
+            # decides (a timer that fired nothing would be journalled again on every wake-up).
+            elapsed = max(elapsed, rt.maker.safety.stale_after_us + 1)
             # Through process(): the timer is journalled, so a replay fires it at the same place.
-            rt.process(Timer(market=rt.market, ts=last + int(elapsed.total_seconds() * 1_000_000)), out)
+            rt.process(Timer(market=rt.market, ts=last + elapsed), out)
             self.metrics.observe(rt.view(), rt.stats, 0, 0.0, out)
         return [out], StatefulBatchLogic.RETAIN
 
@@ -283,8 +291,14 @@ class MarketLogic(StatefulBatchLogic[Chunk, Outputs, MarketRuntime]):
         if out.journal or out.intents:
             _log_operations(out)
         if self.live_clock:
-            self._wall_at_data = datetime.now(UTC)
+            self._note_data(runtime)
         return [out], StatefulBatchLogic.RETAIN
+
+    def _note_data(self, runtime: MarketRuntime) -> None:
+        """Start the silence clock when the batch brought fresh market data (and only then)."""
+        last = runtime.maker.safety.last_data_us
+        if last != self._data_us:
+            self._data_us, self._wall_at_data = last, self.wall()
 
     def on_eof(self) -> tuple[list[Outputs], bool]:
         out = Outputs()

@@ -7,10 +7,11 @@ Settings come from the environment: ``MMFLOW_RUN_PRESET``, ``MMFLOW_RUN_CONFIG``
 (`mmflow run` sets it when there is no recovery directory; see ``mmflow.connectors.kafka_io.FlowSink``).
 
 Ordering rule: the flow consumes the market-data and fills topics, each market keyed to one
-partition, and books a fill when it arrives. It writes every fill it booked to the journal topic
-with the number of that market's market events processed before it, so a replay (``mmflow
-record`` then ``mmflow replay --fills``) puts each fill back at the same place and reproduces
-every decision.
+partition, and books a fill when it arrives. It writes every input besides market data (fills,
+order updates, positions, controls), its own take-over of each market and each firing of its
+wall-clock timer to the journal topic with the number of that market's market events processed
+before it, so a replay (``mmflow record`` then ``mmflow replay --fills``) puts each back at the
+same place and reproduces every decision.
 """
 
 from __future__ import annotations

@@ -11,16 +11,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmflow.markouts import Markout
-from mmflow.models import Control, DeadLetter, Fill, Intent, OrderUpdate
+from mmflow.models import Control, DeadLetter, Fill, Incarnation, Intent, OrderUpdate, Position, Timer
 from mmflow.view import MarketView
 
 
 @dataclass(slots=True, frozen=True)
 class Journaled:
-    """A fill, order update or control the flow took as input, after its market's ``after_events``-th market
-    event: a replay re-inserts it exactly there (the live ordering rule)."""
+    """An input the flow took besides market data (a fill, order update, control or position), a
+    process taking the market over (``Incarnation``) or its wall-clock timer firing (``Timer``),
+    after its market's ``after_events``-th market event: a replay re-inserts it exactly there
+    (the live ordering rule) and makes the same decision on it."""
 
-    event: Fill | OrderUpdate | Control
+    event: Fill | OrderUpdate | Control | Position | Incarnation | Timer
     after_events: int
 
 
