@@ -20,15 +20,14 @@ order status already published is not published again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from mmflow.connectors.binance_rest import ApiError
+from mmflow.connectors.binance_rest import ApiError, Rest
+from mmflow.connectors.metrics import Metrics
 from mmflow.exchange_orders import is_ours, order_status
 from mmflow.models import TERMINAL_STATUSES
-
-if TYPE_CHECKING:
-    from mmflow.connectors.binance_exec import Executor, Order
 
 log = logging.getLogger("mmflow.execute")
 
@@ -37,6 +36,51 @@ GAP_MARGIN_MS = 5_000
 _PAGE = 1000
 #: Trades of orders this process does not know are looked up by order id, at most this many a gap.
 _MAX_LOOKUPS = 50
+
+
+class Order(Protocol):
+    """What recovery reads and sets of an order (``binance_exec.Order``)."""
+
+    market: str
+    symbol: str
+    client_id: str
+    order_id: int
+    status: str
+    filled: Decimal
+    post_only: bool
+    open: bool
+
+
+class Executor(Protocol):
+    """What recovery needs of the executor (``binance_exec.Executor``; a protocol, so this module
+    does not import that one, which imports it)."""
+
+    markets: dict[str, str]
+    api: str
+    spot: bool
+    prefix: str
+    rest: Rest
+    metrics: Metrics
+
+    @property
+    def orders(self) -> Mapping[str, Order]: ...
+
+    def publish_fill(
+        self,
+        order: Any,
+        *,
+        trade_id: int,
+        ts_ms: int,
+        px: Decimal,
+        qty: Decimal,
+        fee: Decimal,
+        fee_asset: str | None,
+        maker: bool,
+    ) -> bool: ...
+
+    def _update(self, order: Any, exchange_status: str, filled: Decimal) -> None: ...
+
+    async def publish_positions(self) -> None: ...
 
 
 async def recover(ex: Executor, since_ms: int) -> None:
