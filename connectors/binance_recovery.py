@@ -31,8 +31,10 @@ from mmflow.models import TERMINAL_STATUSES
 
 log = logging.getLogger("mmflow.execute")
 
-#: Trades looked up from this long before the stream's last message (what may have been in flight).
-GAP_MARGIN_MS = 5_000
+#: Trades looked up from this long before the stream's last message: what may have been in
+#: flight, and a clock that jumped since the offset was measured. The overlap costs nothing but
+#: a longer list (fills already published are not published again).
+GAP_MARGIN_MS = 30_000
 _PAGE = 1000
 #: Trades of orders this process does not know are looked up by order id, at most this many a gap.
 _MAX_LOOKUPS = 50

@@ -708,3 +708,51 @@ def test_a_server_clock_skewed_before_the_start_is_measured_and_nothing_is_refus
     assert abs(offset - skew / 1000) < 1.0
     assert not [k for k in scrape(port) if k[0] == "mmflow_exec_clock_rejects_total"]
     assert ex.stop() == 0
+
+
+def test_spot_a_fill_the_dropped_user_stream_missed_is_recovered_once_from_my_trades(
+    sets: list[str], tmp_path: Path, running: list[Execute]
+) -> None:
+    if not ETH_FRAMES.exists():
+        pytest.skip("the ETHUSDT frames are not under ../shared/data")
+    spot = SimServer(SimConfig("binance-spot", ETH_FRAMES, KEY, SECRET, speed=0))
+    try:
+        spot.wait_replayed()
+        started_ms = int(time.time() * 1000)
+        t = signed(spot, "GET", "/api/v3/ticker/bookTicker", symbol="ETHUSDT")[2]
+        port = free_port()
+        ex = Execute(
+            spot,
+            sets,
+            tmp_path / "spot.log",
+            "--venue",
+            "binance-spot",
+            "--symbols",
+            "ETHUSDT",
+            "--metrics-port",
+            str(port),
+        )
+        running.append(ex)
+        intents = Intents(sets, "binance:ETHUSDT")
+        spot.faults(ws_drop_after=0)
+        buy = _hedge(intents, "buy", D(t["askPrice"]) + 5, D("0.01"))
+        (fill,) = _until(
+            lambda: _of(intents, intents.kafka.fills_topic, Fill),
+            30,
+            "the missed spot fill was not recovered",
+        )
+        (trade,) = signed(spot, "GET", "/api/v3/myTrades", symbol="ETHUSDT", startTime=started_ms)[2]
+        assert (fill.intent_id, fill.fill_id, fill.qty, fill.px, fill.liquidity) == (
+            buy.intent_id,
+            f"binance:ETHUSDT-Tb-{trade['id']}",
+            D(trade["qty"]),
+            D(trade["price"]),
+            "taker",
+        )
+        spot.faults(ws_drop_after=None)
+        time.sleep(1.5)
+        assert len(_of(intents, intents.kafka.fills_topic, Fill)) == 1
+        assert _metric(port, "mmflow_exec_recovered_total", market="binance:ETHUSDT", kind="fill") == 1
+        assert ex.stop() == 0
+    finally:
+        spot.stop()
