@@ -14,6 +14,8 @@ the user-data stream's executions become fills, order updates and positions on K
 - Dead man's switch: USD-M ``countdownCancelAll`` armed per symbol and refreshed every third of
   the countdown; spot has none, so the connector cancels its orders itself when its user stream
   has been down for a countdown (which a SIGKILL or a lost host cannot do: see the README).
+- User-stream gaps: after a reconnect, what the stream missed (fills, order ends) is read back by
+  REST (``connectors.binance_recovery``); fills are published once per exchange trade id.
 - At start: the clock offset, exchangeInfo (filters and rate limits), the settings checked
   against the filters (``ConfigError``: exit 2, one line naming the field), the credentials
   checked by a signed call, this bot's stale orders cancelled, positions published.
@@ -39,6 +41,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from mmflow.config import ConfigError, Settings
+from mmflow.connectors.binance_recovery import GAP_MARGIN_MS, recover
 from mmflow.connectors.binance_rest import ApiError, Rest, Unreachable
 from mmflow.connectors.binance_ws import VENUES, Venue
 from mmflow.connectors.kafka_io import client_config, create_topics, producer, publish_event
@@ -80,6 +83,8 @@ _ZERO = Decimal(0)
 AUTH_CODES = frozenset({-1022, -2014, -2015, -1002})
 #: Seconds between the periodic position reports (besides one after each fill).
 POSITION_INTERVAL_S = 2.0
+#: Fill ids remembered so a fill read twice (the stream and a recovery) is published once.
+FILL_IDS_KEPT = 100_000
 
 
 def _now_us() -> int:
@@ -101,6 +106,7 @@ class Order:
     filled: Decimal = _ZERO
     status: str = ""  # the last OrderUpdate status published ("" none yet)
     open: bool = True  # not known to be terminal
+    order_id: int = 0  # the exchange's, once an answer or an event told it
 
 
 class Executor:
@@ -144,6 +150,10 @@ class Executor:
         self.stream_up = asyncio.Event()
         self.stream_down_since: float | None = time.monotonic()
         self.listen_key: str | None = None
+        self.stream_seen_ms = 0  # exchange time of the stream's last message (or connection)
+        self.gap_since_ms: int | None = None  # set while a lost stream's gap is not recovered
+        self.fill_ids: set[str] = set()
+        self.fill_id_order: deque[str] = deque()
         self.sent = 0
         self.producer = producer(self.kafka)
         self.consumer: Consumer | None = None
@@ -437,6 +447,7 @@ class Executor:
         raise Unreachable(f"GET order {order.client_id}: no answer")
 
     def _answered(self, order: Order, body: dict[str, Any]) -> None:
+        order.order_id = order.order_id or int(body.get("orderId") or 0)
         if order.intent_ts:
             self.metrics.child("exec_tick_to_order", order.market).observe(
                 max(0.0, (_now_us() - order.intent_ts) / 1e6)
@@ -529,36 +540,62 @@ class Executor:
     async def user_stream(
         self, session: aiohttp.ClientSession, stop: asyncio.Event, up: asyncio.Event
     ) -> None:
+        """The user-data stream, reconnected with backoff (a new listenKey, or the active one again
+        as Binance answers); after a lost connection, its gap is recovered by REST first."""
         attempt = 0
         while not stop.is_set():
+            connected = False
             try:
                 body = await self.rest.call("POST", self.listen_path, key=True)
                 self.listen_key = body["listenKey"]
                 url = f"{self.ws_url.removesuffix('/stream').removesuffix('/ws')}/ws/{self.listen_key}"
                 async with session.ws_connect(url, heartbeat=30) as ws:
-                    self.stream_up.set()
-                    self.stream_down_since = None
+                    connected = True
+                    self._stream_state(True)
                     up.set()
-                    if attempt:
-                        await self.publish_positions()  # what the gap may have hidden
+                    if self.gap_since_ms is not None:
+                        self.metrics.child("exec_stream_reconnects", self.venue.name).inc()
+                        await recover(self, self.gap_since_ms)
+                        self.gap_since_ms = None
                     attempt = 0
-                    async for msg in ws:
-                        if msg.type == aiohttp.WSMsgType.TEXT:
-                            try:
-                                self.on_user_event(orjson.loads(msg.data))
-                            except (KeyError, ValueError, TypeError) as err:
-                                log.warning("execute: unreadable user-stream event: %s", err)
-                        elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
-                            break
+                    await self._read_stream(ws)
             except (aiohttp.ClientError, ApiError, Unreachable, TimeoutError) as err:
                 log.warning("execute: user stream: %s", err)
-            self.stream_up.clear()
-            if self.stream_down_since is None:
-                self.stream_down_since = time.monotonic()
+            except (KeyError, ValueError, TypeError) as err:
+                log.warning("execute: user stream: an unreadable answer while recovering its gap: %r", err)
+            if connected and self.gap_since_ms is None:
+                log.warning("execute: user stream lost; reconnecting, then reading back what it missed")
+                self.gap_since_ms = self.stream_seen_ms - GAP_MARGIN_MS
+            self._stream_state(False)
             if stop.is_set():
                 return
             attempt += 1
             await asyncio.sleep(jittered(backoff_delay(attempt, cap=10.0), random.random()))
+
+    async def _read_stream(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                self.stream_seen_ms = self._exchange_ms()
+                try:
+                    self.on_user_event(orjson.loads(msg.data))
+                except (KeyError, ValueError, TypeError) as err:
+                    log.warning("execute: unreadable user-stream event: %s", err)
+            elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
+                break
+
+    def _stream_state(self, up: bool) -> None:
+        self.metrics.child("exec_stream_connected", self.venue.name).set(int(up))
+        if up:
+            self.stream_up.set()
+            self.stream_down_since = None
+            self.stream_seen_ms = self._exchange_ms()
+            return
+        self.stream_up.clear()
+        if self.stream_down_since is None:
+            self.stream_down_since = time.monotonic()
+
+    def _exchange_ms(self) -> int:
+        return int(time.time() * 1000) + self.rest.offset_ms
 
     async def keepalive(self, stop: asyncio.Event) -> None:
         while not await _wait(stop, self.keepalive_s):
@@ -602,30 +639,59 @@ class Executor:
                 Decimal(o["p"]), Decimal(o["q"]), post_only,
             )  # fmt: skip
             self.orders[cid] = order
+        order.order_id = order.order_id or int(o.get("i") or 0)
         if o.get("x") == "TRADE":
-            self._fill(order, o)
+            self.publish_fill(
+                order,
+                trade_id=int(o["t"]),
+                ts_ms=int(o.get("T") or time.time() * 1000),
+                px=Decimal(o["L"]),
+                qty=Decimal(o["l"]),
+                fee=Decimal(o.get("n") or "0"),
+                fee_asset=o.get("N"),
+                maker=bool(o.get("m")),
+            )
         self._update(order, o["X"], Decimal(o.get("z", "0")))
 
-    def _fill(self, order: Order, o: dict[str, Any]) -> None:
-        px, qty, fee = Decimal(o["L"]), Decimal(o["l"]), Decimal(o.get("n") or "0")
-        asset = o.get("N")
-        if asset and asset == self.base_assets.get(order.symbol):
+    def publish_fill(
+        self,
+        order: Order,
+        *,
+        trade_id: int,
+        ts_ms: int,
+        px: Decimal,
+        qty: Decimal,
+        fee: Decimal,
+        fee_asset: str | None,
+        maker: bool,
+    ) -> bool:
+        """One exchange trade of ``order`` on the fills topic, unless it already is (the stream
+        and a gap's recovery may both tell it); True when published."""
+        fill_id = f"{order.market}-T{order.side[0]}-{trade_id}"
+        if fill_id in self.fill_ids:
+            return False
+        self.fill_ids.add(fill_id)
+        self.fill_id_order.append(fill_id)
+        while len(self.fill_id_order) > FILL_IDS_KEPT:
+            self.fill_ids.discard(self.fill_id_order.popleft())
+        if fee_asset and fee_asset == self.base_assets.get(order.symbol):
             fee = fee * px  # a commission in the base asset, in quote terms
         fill = Fill(
             market=order.market,
-            ts=int(o.get("T") or time.time() * 1000) * 1000,
-            fill_id=f"{order.market}-T{order.side[0]}-{o['t']}",
+            ts=ts_ms * 1000,
+            fill_id=fill_id,
             intent_id=order.intent_id,
             side=order.side,
             px=px,
             qty=qty,
             fee=fee,
-            liquidity="maker" if o.get("m") else "taker",
+            liquidity="maker" if maker else "taker",
             source="maker" if order.kind == "quote" else "hedge",
         )
         publish_event(self.producer, self.kafka.fills_topic, fill)
         self.fill_counts[order.market] = self.fill_counts.get(order.market, 0) + 1
         self.metrics.child("exec_fills", order.market).inc()
+        return True
 
     # -- the dead man's switch -----------------------------------------------------------------
     async def dead_mans_switch(self, stop: asyncio.Event) -> None:

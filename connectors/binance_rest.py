@@ -4,6 +4,9 @@ budget read from every answer, 429/418 backed off per ``Retry-After``.
 Signing is Binance's documented scheme: ``timestamp`` (the local clock corrected by the offset
 ``GET /time`` measured) and ``recvWindow`` join the parameters, and ``signature`` is the hex
 HMAC-SHA256 of that query string keyed by the API secret. Everything travels in the query string.
+A signed request refused with -1021 (its timestamp outside ``recvWindow`` of the exchange's clock:
+the local clock or the exchange's has jumped) was not carried out: it is counted, the offset is
+measured again and the same request (an order with the same client id) is sent again, signed anew.
 The key and the secret are never logged, put in a metric or in an error: an error carries the
 endpoint, the HTTP status and Binance's ``code``/``msg`` only.
 """
@@ -28,6 +31,8 @@ from mmflow.rate_budget import RateBudget
 log = logging.getLogger("mmflow.execute")
 
 RECV_WINDOW_MS = 5000
+#: How often one request is re-signed and sent again after -1021, each time after a re-sync.
+CLOCK_RETRIES = 2
 
 
 class ApiError(Exception):
@@ -54,8 +59,13 @@ class Rest:
     venue: str
     timeout_s: float = 10.0
     offset_ms: int = 0  # exchange clock minus local clock
+    time_path: str = ""  # GET .../time, remembered by the first sync for the re-syncs
+    synced_at: float = 0.0  # time.monotonic() of the last sync
+    _clock_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     async def sync_clock(self, path: str) -> None:
+        """The offset from the shortest of three ``GET /time`` round trips."""
+        self.time_path = path
         best: tuple[float, int] | None = None
         for _ in range(3):
             t0 = time.time()
@@ -67,6 +77,16 @@ class Rest:
                 best = (rtt, offset)
         assert best is not None
         self.offset_ms = best[1]
+        self.synced_at = time.monotonic()
+        self.metrics.child("exec_clock_offset", self.venue).set(self.offset_ms / 1000)
+
+    async def _resync(self, sent: float) -> None:
+        """Measure the offset again, unless another request's re-sync did since ``sent``."""
+        async with self._clock_lock:
+            if self.synced_at <= sent:
+                before = self.offset_ms
+                await self.sync_clock(self.time_path)
+                log.warning("execute: clock re-synced: offset %+d ms (was %+d ms)", self.offset_ms, before)
 
     async def call(
         self,
@@ -80,7 +100,32 @@ class Rest:
         retries_429: int = 20,
     ) -> Any:
         """One request; its JSON answer, ApiError for a refusal, Unreachable for no answer.
-        A 429/418 waits ``Retry-After`` and tries again (the same request: idempotent)."""
+        A 429/418 waits ``Retry-After`` and tries again (the same request: idempotent); a signed
+        one refused with -1021 re-syncs the clock and goes again (it was not carried out)."""
+        for clock_attempt in range(CLOCK_RETRIES + 1):
+            sent = time.monotonic()
+            try:
+                return await self._call(method, path, params, signed, key, order, retries_429)
+            except ApiError as err:
+                if not signed or err.code != -1021 or clock_attempt == CLOCK_RETRIES or not self.time_path:
+                    raise
+                self.metrics.child("exec_clock_rejects", method, path.rsplit("/", 1)[-1]).inc()
+                log.warning(
+                    "execute: %s %s refused for its timestamp (-1021): re-syncing the clock", method, path
+                )
+                await self._resync(sent)
+        raise AssertionError("not reached")
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        signed: bool,
+        key: bool,
+        order: bool,
+        retries_429: int,
+    ) -> Any:
         for _attempt in range(retries_429 + 1):
             wait = self.budget.wait_s(time.monotonic(), order)
             if wait > 0:

@@ -270,7 +270,42 @@ class Metrics:
             buckets=TICK_TO_ORDER_BUCKETS,
             registry=r,
         )
-        self.exec_fills = Counter("mmflow_exec_fills", "Fills from the user-data stream", m, registry=r)
+        self.exec_fills = Counter(
+            "mmflow_exec_fills",
+            "Fills published (from the user-data stream or a gap's recovery)",
+            m,
+            registry=r,
+        )
+        self.exec_stream_reconnects = Counter(
+            "mmflow_exec_user_stream_reconnects",
+            "User-data stream connections made again after one was lost (each followed by a recovery)",
+            ["venue"],
+            registry=r,
+        )
+        self.exec_stream_connected = Gauge(
+            "mmflow_exec_user_stream_connected",
+            "User-data stream connected (1) or not (0)",
+            ["venue"],
+            registry=r,
+        )
+        self.exec_recovered = Counter(
+            "mmflow_exec_recovered",
+            "Fills and order updates the user stream missed while down, found by REST after it reconnected",
+            ["market", "kind"],
+            registry=r,
+        )
+        self.exec_clock_rejects = Counter(
+            "mmflow_exec_clock_rejects",
+            "Signed requests refused for a timestamp outside recvWindow (-1021); each re-syncs the clock",
+            ["method", "endpoint"],
+            registry=r,
+        )
+        self.exec_clock_offset = Gauge(
+            "mmflow_exec_clock_offset_seconds",
+            "Exchange clock minus local clock (GET /time at start and after a -1021)",
+            ["venue"],
+            registry=r,
+        )
         self._last: dict[str, dict[str, Any]] = {}
         self._children: dict[tuple[str, ...], Any] = {}
         self._lock = threading.Lock()

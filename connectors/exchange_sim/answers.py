@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from mmflow.connectors.exchange_sim.orders import Account
-from mmflow.connectors.exchange_sim.records import Order, fmt
+from mmflow.connectors.exchange_sim.records import Order, TradeInfo, fmt
 
 
 def order_json(order: Order, spot: bool) -> dict[str, Any]:
@@ -93,6 +93,32 @@ def spot_new_order(order: Order, resp_type: str) -> dict[str, Any]:
         for t in order.trades
     ]
     return result
+
+
+def trade_json(order: Order, trade: TradeInfo, spot: bool) -> dict[str, Any]:
+    """One fill as USD-M ``userTrades`` / spot ``myTrades`` print it."""
+    f = lambda d: fmt(d, spot)  # noqa: E731
+    out: dict[str, Any] = {
+        "symbol": order.symbol,
+        "id": trade.trade_id,
+        "orderId": order.order_id,
+        "price": f(trade.price),
+        "qty": f(trade.qty),
+        "quoteQty": f(trade.price * trade.qty),
+        "commission": f(trade.fee),
+        "commissionAsset": trade.fee_asset,
+        "time": trade.time_ms,
+    }
+    buyer = order.side == "BUY"
+    if spot:
+        return out | {"orderListId": -1, "isBuyer": buyer, "isMaker": trade.maker, "isBestMatch": True}
+    return out | {
+        "side": order.side,
+        "realizedPnl": f(trade.realized),
+        "positionSide": "BOTH",
+        "buyer": buyer,
+        "maker": trade.maker,
+    }
 
 
 def position_risk(account: Account, symbol: str | None) -> list[dict[str, Any]]:

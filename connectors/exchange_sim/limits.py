@@ -115,6 +115,8 @@ WEIGHTS: dict[tuple[bool, str], int] = {
     (False, "balance"): 5,
     (False, "listenKey"): 1,
     (False, "countdownCancelAll"): 10,
+    (False, "myTrades"): 5,  # userTrades
+    (False, "myTrades1"): 5,
     (True, "ping"): 1,
     (True, "time"): 1,
     (True, "exchangeInfo"): 20,
@@ -127,4 +129,6 @@ WEIGHTS: dict[tuple[bool, str], int] = {
     (True, "allOpenOrders"): 1,
     (True, "account"): 20,
     (True, "listenKey"): 2,
+    (True, "myTrades"): 20,
+    (True, "myTrades1"): 5,  # with orderId
 }

@@ -283,6 +283,42 @@ class Account:
     def open_orders(self, symbol: str | None) -> list[Order]:
         return [o for o in self.orders.values() if o.is_open and (symbol is None or o.symbol == symbol)]
 
+    def trades(self, p: dict[str, str]) -> list[tuple[Order, TradeInfo]]:
+        """The account's fills on a symbol as USD-M ``userTrades`` / spot ``myTrades`` select
+        them: ``fromId`` (ids from it on) or ``startTime``/``endTime`` (not both: -1128; a span
+        over 7 days, spot 24 h: -1127), else the most recent; ``orderId`` narrows to one order;
+        at most ``limit`` (default 500, max 1000), oldest first."""
+        symbol = self.rules(p.get("symbol")).symbol
+        raw = {k: p.get(k, "") for k in ("orderId", "fromId", "startTime", "endTime", "limit")}
+        for name, value in raw.items():
+            if value and not value.isdigit():
+                raise errors.bad_param(name)
+        limit = int(raw["limit"] or 500)
+        if not 1 <= limit <= 1000:
+            raise ApiError(-1130, "Invalid data sent for a parameter.")
+        if raw["fromId"] and (raw["startTime"] or raw["endTime"]):
+            raise ApiError(-1128, "Combination of optional parameters invalid.")
+        span = (24 if self.spot else 7 * 24) * 3_600_000
+        now = self.clock_ms()
+        end = int(raw["endTime"]) if raw["endTime"] else None
+        start = int(raw["startTime"]) if raw["startTime"] else None
+        if start is not None and end is not None and end - start > span:
+            raise ApiError(-1127, "Lookup interval is too big.")
+        if start is None and end is None and not raw["fromId"]:
+            start = now - span
+        lo = start if start is not None else (end - span if end is not None else 0)
+        hi = end if end is not None else (start + span if start is not None else now)
+        rows = [
+            (o, t)
+            for o in self.orders.values()
+            if o.symbol == symbol and (not raw["orderId"] or str(o.order_id) == raw["orderId"])
+            for t in o.trades
+            if lo <= t.time_ms <= hi and (not raw["fromId"] or t.trade_id >= int(raw["fromId"]))
+        ]
+        rows.sort(key=lambda row: row[1].trade_id)
+        recent = not raw["fromId"] and not raw["startTime"]
+        return rows[-limit:] if recent else rows[:limit]
+
     def cancel_all(self, symbol: str) -> list[Order]:
         """Cancel every open order of ``symbol`` (allOpenOrders, countdownCancelAll)."""
         done = []
@@ -315,7 +351,13 @@ class Account:
 
     def _fill(self, order: Order, f: Fill) -> None:
         trade = TradeInfo(
-            self.next_trade_id, f.px, f.qty, f.fee, self.symbols[order.symbol].quote, f.liquidity == "maker"
+            self.next_trade_id,
+            f.px,
+            f.qty,
+            f.fee,
+            self.symbols[order.symbol].quote,
+            f.liquidity == "maker",
+            time_ms=self.clock_ms(),
         )
         self.next_trade_id += 1
         order.executed += f.qty

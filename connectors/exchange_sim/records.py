@@ -28,6 +28,7 @@ class TradeInfo:
     fee_asset: str
     maker: bool
     realized: Decimal = _ZERO
+    time_ms: int = 0  # server time of the fill (userTrades / myTrades ``time``)
 
 
 @dataclass(slots=True)

@@ -85,7 +85,14 @@ def _orders(ex: Exchange, prefix: str) -> list[Route]:
             return {"code": 200, "msg": "The operation of cancel all open order is done."}
         return [answers.order_json(o, True) for o in done]
 
+    def trades(p: dict[str, str]) -> Any:
+        return [answers.trade_json(o, t, spot) for o, t in acct.trades(p)]
+
+    def trades_weight(p: dict[str, str]) -> int:
+        return limits.WEIGHTS[(spot, "myTrades" if not p.get("orderId") else "myTrades1")]
+
     query_weight = "queryOrder" if spot else "order"
+    trades_path = f"{prefix}/myTrades" if spot else f"{prefix}/userTrades"
     all_path = f"{prefix}/openOrders" if spot else f"{prefix}/allOpenOrders"
     return [
         Route("POST", f"{prefix}/order", "order", "SIGNED", new, orders=1),
@@ -108,6 +115,7 @@ def _orders(ex: Exchange, prefix: str) -> list[Route]:
             ]
         ),
         Route("GET", f"{prefix}/openOrders", "openOrders", "SIGNED", open_orders, open_weight),
+        Route("GET", trades_path, "myTrades", "SIGNED", trades, trades_weight),
         Route("DELETE", all_path, "allOpenOrders", "SIGNED", cancel_all),
     ]
 

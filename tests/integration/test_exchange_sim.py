@@ -278,6 +278,42 @@ def test_usdm_all_open_orders_cancel(usdm: SimServer) -> None:
     assert signed(usdm, "GET", "/fapi/v1/openOrders", symbol="BTCUSDT")[2] == []
 
 
+def test_usdm_user_trades_list_the_fills_by_time_id_and_order(usdm: SimServer) -> None:
+    started = int(time.time() * 1000)
+    ids = []
+    for side in ("BUY", "SELL"):
+        _, _, order = signed(
+            usdm, "POST", "/fapi/v1/order", symbol="BTCUSDT", side=side, type="MARKET", quantity="0.002"
+        )
+        assert order["status"] == "FILLED", order
+        ids.append(order["orderId"])
+    status, headers, rows = signed(usdm, "GET", "/fapi/v1/userTrades", symbol="BTCUSDT", startTime=started)
+    assert status == 200 and int(headers["X-MBX-USED-WEIGHT-1M"]) >= 5
+    assert [(r["orderId"], r["side"], r["qty"], r["buyer"], r["maker"]) for r in rows] == [
+        (ids[0], "BUY", "0.002", True, False),
+        (ids[1], "SELL", "0.002", False, False),
+    ]
+    first = rows[0]
+    assert first["id"] < rows[1]["id"] and started <= first["time"] <= int(time.time() * 1000)
+    assert D(first["commission"]) > 0 and first["commissionAsset"] == "USDT"
+    assert D(first["quoteQty"]) == D(first["price"]) * D("0.002") and first["positionSide"] == "BOTH"
+    assert D(rows[1]["realizedPnl"]) == (D(rows[1]["price"]) - D(first["price"])) * D("0.002")
+    by_id = signed(usdm, "GET", "/fapi/v1/userTrades", symbol="BTCUSDT", fromId=rows[1]["id"])[2]
+    assert [r["id"] for r in by_id] == [rows[1]["id"]]
+    by_order = signed(usdm, "GET", "/fapi/v1/userTrades", symbol="BTCUSDT", orderId=ids[0])[2]
+    assert [r["id"] for r in by_order] == [first["id"]]
+    assert [r["id"] for r in signed(usdm, "GET", "/fapi/v1/userTrades", symbol="BTCUSDT", limit=1)[2]] == [
+        rows[1]["id"]
+    ]  # without a start, the most recent
+    later = signed(usdm, "GET", "/fapi/v1/userTrades", symbol="BTCUSDT", startTime=first["time"] + 60_000)
+    assert later[2] == []
+    both = signed(usdm, "GET", "/fapi/v1/userTrades", symbol="BTCUSDT", fromId=1, startTime=started)
+    assert both[2]["code"] == -1128
+    week = 7 * 24 * 3_600_000 + 1
+    wide = signed(usdm, "GET", "/fapi/v1/userTrades", symbol="BTCUSDT", startTime=1, endTime=1 + week)
+    assert wide[2]["code"] == -1127
+
+
 def test_usdm_weight_budget_answers_429_with_retry_after() -> None:
     sim = _sim("binance-usdm", BTC_FRAMES, speed=0, exchange_info=EXCHANGE_INFO, start="subscribe")
     try:
@@ -521,6 +557,14 @@ def test_spot_orders_errors_and_user_stream(spot: SimServer) -> None:
     assert D(eth["f"]) == D("10.01")
     balances = {b["asset"]: b for b in signed(spot, "GET", "/api/v3/account")[2]["balances"]}
     assert D(balances["ETH"]["free"]) == D("10.01") and D(balances["USDT"]["free"]) < 100_000
+    (mine,) = signed(spot, "GET", "/api/v3/myTrades", symbol="ETHUSDT", orderId=filled["orderId"])[2]
+    assert (mine["id"], mine["qty"], mine["isBuyer"], mine["isMaker"]) == (
+        filled["fills"][0]["tradeId"],
+        "0.01000000",
+        True,
+        False,
+    )
+    assert D(mine["price"]) == ask and mine["commission"] == filled["fills"][0]["commission"]
     assert call(spot, "PUT", "/api/v3/userDataStream", {"listenKey": key}, key=KEY)[0] == 200
     assert call(spot, "DELETE", "/api/v3/userDataStream", {"listenKey": key}, key=KEY)[0] == 200
 

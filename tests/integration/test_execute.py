@@ -36,7 +36,7 @@ from mmflow.models import (
 )
 from mmflow.wire import decode_input, encode
 from tests.conftest import DATA
-from tests.integration.exchange_sim_client import KEY, SECRET, SimServer, signed
+from tests.integration.exchange_sim_client import KEY, SECRET, SimServer, call, signed
 from tests.integration.test_kafka_e2e import mmflow, topic_sets
 from tests.integration.test_metrics_http import free_port, scrape
 
@@ -69,9 +69,9 @@ def sets(kafka_bootstrap: str, unique_topic_prefix: str) -> list[str]:
 @pytest.fixture(autouse=True)
 def _clean(sim: SimServer) -> Iterator[None]:
     yield
+    sim.faults(fail_status=None, delay_ms=0, ws_drop_after=None, clock_skew_ms=0)
     signed(sim, "POST", "/fapi/v1/countdownCancelAll", symbol="BTCUSDT", countdownTime=0)
     signed(sim, "DELETE", "/fapi/v1/allOpenOrders", symbol="BTCUSDT")
-    sim.faults(fail_status=None, delay_ms=0)
 
 
 def _args(sim: SimServer, sets: list[str], *extra: str) -> list[str]:
@@ -191,6 +191,46 @@ def _open(sim: SimServer) -> dict[str, dict]:
 def _open_with(sim: SimServer, ids: set[str]) -> dict[str, dict] | None:
     orders = _open(sim)
     return orders if ids <= set(orders) else None
+
+
+def _open_at(sim: SimServer, skew_ms: int) -> dict[str, dict]:
+    """``_open`` signed on the simulator's skewed clock (``clock_skew_ms``)."""
+    now = int(time.time() * 1000) + skew_ms
+    status, _, orders = call(
+        sim, "GET", "/fapi/v1/openOrders", {"symbol": "BTCUSDT"}, signed=True, key=KEY, timestamp=now
+    )
+    assert status == 200, orders
+    return {o["clientOrderId"]: o for o in orders}
+
+
+def _placed(sim: SimServer, cid: str) -> int:
+    """How many orders the simulated account ever took with client id ``cid``."""
+    return [o.client_id for o in sim.runner.app[EXCHANGE].account.orders.values()].count(cid)
+
+
+def _hedge(intents: Intents, side: str, limit: D, qty: D = D("0.002")) -> HedgeIntent:
+    hedge = HedgeIntent(
+        market=intents.market,
+        ts=time.time_ns() // 1000,
+        intent_id=intents.next_id(),
+        side=side,  # type: ignore[arg-type]
+        qty=qty,
+        limit_px=limit,
+        best_bid=limit,
+        best_ask=limit,
+        inventory=D(0),
+    )
+    intents.send(hedge)
+    return hedge
+
+
+def _of(intents: Intents, topic: str, kind: type[T]) -> list[T]:
+    return [r for r in intents.records(topic) if isinstance(r, kind)]
+
+
+def _metric(port: int, name: str, **labels: str) -> float:
+    """One sample of ``/metrics`` (0 when it is not there yet)."""
+    return scrape(port).get((name, frozenset(labels.items())), 0.0)
 
 
 def _manual(sim: SimServer, cid: str, px: D) -> None:
@@ -504,5 +544,215 @@ def test_spot_quotes_are_limit_maker_and_a_hedge_fill_moves_the_base_position(
         )
         assert running[-1].stop() == 0
         assert not signed(spot, "GET", "/api/v3/openOrders", symbol="ETHUSDT")[2]  # cancelled at stop
+    finally:
+        spot.stop()
+
+
+# -- 6. a dropped user stream: reconnected, and what it missed read back ----------------------------------
+
+
+def test_a_dropped_user_stream_reconnects_and_recovers_the_fill_and_the_cancel_it_missed(
+    sim: SimServer, sets: list[str], tmp_path: Path, running: list[Execute]
+) -> None:
+    bid, ask = _touch(sim)
+    started_ms = int(time.time() * 1000)
+    port = free_port()
+    ex = Execute(sim, sets, tmp_path / "execute.log", "--metrics-port", str(port))
+    running.append(ex)
+    intents = Intents(sets)
+    quote = intents.quote(bid - 100, None)
+    b1 = intents.cid(1, "b")
+    _until(lambda: b1 in _open(sim), 30, "the quote never rested")
+    # From now on every user-stream message drops its connection instead of arriving: whatever
+    # reaches the topics comes from REST (order answers, or the recovery after each reconnect).
+    sim.faults(ws_drop_after=0)
+    buy = _hedge(intents, "buy", ask + 50)
+    (fill,) = _until(
+        lambda: [f for f in _of(intents, intents.kafka.fills_topic, Fill) if f.intent_id == buy.intent_id],
+        30,
+        "the hedge's fill, which the stream never delivered, was not recovered",
+    )
+    assert signed(sim, "DELETE", "/fapi/v1/order", symbol="BTCUSDT", origClientOrderId=b1)[0] == 200
+
+    def cancelled() -> bool:
+        ends = [u for u in _of(intents, intents.kafka.orders_topic, OrderUpdate) if u.status == "cancelled"]
+        return any(u.intent_id == quote.intent_id for u in ends)
+
+    _until(cancelled, 30, "the quote another client cancelled while the stream was down was not recovered")
+    assert _metric(port, "mmflow_exec_recovered_total", market=BTC, kind="fill") == 1
+    assert _metric(port, "mmflow_exec_recovered_total", market=BTC, kind="order_update") >= 1
+    assert _metric(port, "mmflow_exec_user_stream_reconnects_total", venue="binance-usdm") >= 2
+
+    sim.faults(ws_drop_after=None)  # the stream delivers again: trading goes on
+    intents.quote(bid - 120, None)
+    _until(lambda: intents.cid(3, "b") in _open(sim), 30, "a quote after the reconnects never rested")
+    sell = _hedge(intents, "sell", bid - 50)  # back to flat, its fill by the stream
+    _until(
+        lambda: any(f.intent_id == sell.intent_id for f in _of(intents, intents.kafka.fills_topic, Fill)),
+        30,
+        "no fill by the reconnected stream",
+    )
+    time.sleep(1.5)  # a second copy of a fill has had its chance
+    fills = _of(intents, intents.kafka.fills_topic, Fill)
+    trades = signed(sim, "GET", "/fapi/v1/userTrades", symbol="BTCUSDT", startTime=started_ms)[2]
+    sides = {"BUY": "b", "SELL": "s"}
+    assert sorted(f.fill_id for f in fills) == sorted(f"{BTC}-T{sides[t['side']]}-{t['id']}" for t in trades)
+    assert len(trades) >= 2
+    (bought,) = [t for t in trades if t["side"] == "BUY"]
+    assert (fill.px, fill.qty, fill.fee, fill.ts) == (
+        D(bought["price"]),
+        D(bought["qty"]),
+        D(bought["commission"]),
+        bought["time"] * 1000,
+    )
+    assert (fill.liquidity, fill.source) == ("taker", "hedge")
+    assert _metric(port, "mmflow_exec_recovered_total", market=BTC, kind="fill") == 1
+    assert _metric(port, "mmflow_exec_user_stream_connected", venue="binance-usdm") == 1
+    assert "user stream lost; reconnecting" in ex.text()
+    assert ex.stop() == 0
+
+
+# -- 7. a storm of post-only rejects ------------------------------------------------------------------
+
+
+def test_a_storm_of_post_only_rejects_is_counted_within_the_rate_budget_and_trading_goes_on(
+    sim: SimServer, sets: list[str], tmp_path: Path, running: list[Execute]
+) -> None:
+    bid, ask = _touch(sim)
+    port = free_port()
+    ex = Execute(sim, sets, tmp_path / "execute.log", "--metrics-port", str(port))
+    running.append(ex)
+    intents = Intents(sets)
+    n = 160  # two crossing sides each: 320 orders, past the 300 orders per 10 s the exchange allows
+    sent = set()
+    for _ in range(n):
+        sent.add(intents.quote(ask + 1, bid - 1).intent_id)  # the bid at the ask, the ask at the bid
+        time.sleep(0.01)
+
+    def settled() -> list[OrderUpdate] | None:
+        updates = _of(intents, intents.kafka.orders_topic, OrderUpdate)
+        coalesced = _metric(port, "mmflow_exec_intents_coalesced_total", market=BTC)
+        return updates if len(updates) + 2 * coalesced == 2 * n else None
+
+    updates = _until(settled, 60, "not every quote was rejected or superseded")
+    assert {(u.status, u.reason, u.kind) for u in updates} == {("rejected", POST_ONLY_REJECT, "quote")}
+    per_side = {(u.intent_id, u.side) for u in updates}
+    assert len(per_side) == len(updates) and {i for i, _ in per_side} <= sent
+    assert len(per_side) >= n  # most quotes reached the exchange (both sides of at least half)
+    rejected = _metric(port, "mmflow_exec_orders_rejected_total", market=BTC, reason=POST_ONLY_REJECT)
+    assert rejected == len(updates)
+    assert ex.proc.poll() is None
+    log = ex.text()
+    assert "answered 429" not in log and "answered 418" not in log and "not carried out" not in log
+    assert "Traceback" not in log
+
+    intents.quote(bid - 100, ask + 100)
+    last = intents.seq
+    _until(
+        lambda: {intents.cid(last, "b"), intents.cid(last, "s")} <= set(_open(sim)),
+        30,
+        "a quote that does not cross did not rest after the storm",
+    )
+    assert ex.stop() == 0
+
+
+# -- 8. a server clock beyond recvWindow ---------------------------------------------------------------
+
+
+def test_a_server_clock_jump_beyond_recv_window_is_refused_counted_re_synced_and_retried_once(
+    sim: SimServer, sets: list[str], tmp_path: Path, running: list[Execute]
+) -> None:
+    bid, _ = _touch(sim)
+    port = free_port()
+    ex = Execute(sim, sets, tmp_path / "execute.log", "--metrics-port", str(port))
+    running.append(ex)
+    intents = Intents(sets)
+    skew = 0
+    placement = ("mmflow_exec_clock_rejects_total", {"method": "POST", "endpoint": "order"})
+    for _ in range(5):
+        # 10 s beyond the offset the connector last measured, twice its recvWindow: the next signed
+        # request is refused (-1021). The positions poll may meet it first, so until an order
+        # placement is the one refused, jump again.
+        skew += 10_000
+        sim.faults(clock_skew_ms=skew)
+        intents.quote(bid - 100 - intents.seq, None)
+        cid = intents.cid(intents.seq, "b")
+        _until(lambda: cid in _open_at(sim, skew), 30, "no order after the clock jump")  # noqa: B023
+        assert _placed(sim, cid) == 1  # the retry after -1021 was the same order, placed once
+        if _metric(port, placement[0], **placement[1]) >= 1:
+            break
+    else:
+        pytest.fail("in five clock jumps no order placement met -1021")
+    samples = scrape(port)
+    offset = samples[("mmflow_exec_clock_offset_seconds", frozenset({("venue", "binance-usdm")}))]
+    assert abs(offset - skew / 1000) < 1.0
+    assert "refused for its timestamp (-1021): re-syncing the clock" in ex.text()
+    assert "not carried out" not in ex.text()
+    assert ex.stop() == 0
+    assert not _open_at(sim, skew)  # cancelled at stop, on the exchange's clock
+
+
+def test_a_server_clock_skewed_before_the_start_is_measured_and_nothing_is_refused(
+    sim: SimServer, sets: list[str], tmp_path: Path, running: list[Execute]
+) -> None:
+    bid, _ = _touch(sim)
+    skew = -20_000  # the exchange 20 s behind: unsynced timestamps would be "ahead of the server"
+    sim.faults(clock_skew_ms=skew)
+    port = free_port()
+    ex = Execute(sim, sets, tmp_path / "execute.log", "--metrics-port", str(port))
+    running.append(ex)
+    intents = Intents(sets)
+    intents.quote(bid - 100, None)
+    _until(lambda: intents.cid(1, "b") in _open_at(sim, skew), 30, "the quote never rested")
+    offset = _metric(port, "mmflow_exec_clock_offset_seconds", venue="binance-usdm")
+    assert abs(offset - skew / 1000) < 1.0
+    assert not [k for k in scrape(port) if k[0] == "mmflow_exec_clock_rejects_total"]
+    assert ex.stop() == 0
+
+
+def test_spot_a_fill_the_dropped_user_stream_missed_is_recovered_once_from_my_trades(
+    sets: list[str], tmp_path: Path, running: list[Execute]
+) -> None:
+    if not ETH_FRAMES.exists():
+        pytest.skip("the ETHUSDT frames are not under ../shared/data")
+    spot = SimServer(SimConfig("binance-spot", ETH_FRAMES, KEY, SECRET, speed=0))
+    try:
+        spot.wait_replayed()
+        started_ms = int(time.time() * 1000)
+        t = signed(spot, "GET", "/api/v3/ticker/bookTicker", symbol="ETHUSDT")[2]
+        port = free_port()
+        ex = Execute(
+            spot,
+            sets,
+            tmp_path / "spot.log",
+            "--venue",
+            "binance-spot",
+            "--symbols",
+            "ETHUSDT",
+            "--metrics-port",
+            str(port),
+        )
+        running.append(ex)
+        intents = Intents(sets, "binance:ETHUSDT")
+        spot.faults(ws_drop_after=0)
+        buy = _hedge(intents, "buy", D(t["askPrice"]) + 5, D("0.01"))
+        (fill,) = _until(
+            lambda: _of(intents, intents.kafka.fills_topic, Fill),
+            30,
+            "the missed spot fill was not recovered",
+        )
+        (trade,) = signed(spot, "GET", "/api/v3/myTrades", symbol="ETHUSDT", startTime=started_ms)[2]
+        assert (fill.intent_id, fill.fill_id, fill.qty, fill.px, fill.liquidity) == (
+            buy.intent_id,
+            f"binance:ETHUSDT-Tb-{trade['id']}",
+            D(trade["qty"]),
+            D(trade["price"]),
+            "taker",
+        )
+        spot.faults(ws_drop_after=None)
+        time.sleep(1.5)
+        assert len(_of(intents, intents.kafka.fills_topic, Fill)) == 1
+        assert _metric(port, "mmflow_exec_recovered_total", market="binance:ETHUSDT", kind="fill") == 1
+        assert ex.stop() == 0
     finally:
         spot.stop()
