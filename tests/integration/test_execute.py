@@ -175,6 +175,16 @@ class Intents:
         return [decode_input(v) for _, v in read_records(self.kafka, topic, idle_s=None)]
 
 
+def _started(
+    sim: SimServer, sets: list[str], tmp_path: Path, running: list[Execute]
+) -> tuple[Execute, int, Intents]:
+    """``mmflow execute`` ready, its metrics port, and an intent sender for it."""
+    port = free_port()
+    ex = Execute(sim, sets, tmp_path / "execute.log", "--metrics-port", str(port))
+    running.append(ex)
+    return ex, port, Intents(sets)
+
+
 def _touch(sim: SimServer) -> tuple[D, D]:
     t = signed(sim, "GET", "/fapi/v1/ticker/bookTicker", symbol="BTCUSDT")[2]
     return D(t["bidPrice"]), D(t["askPrice"])
@@ -556,10 +566,7 @@ def test_a_dropped_user_stream_reconnects_and_recovers_the_fill_and_the_cancel_i
 ) -> None:
     bid, ask = _touch(sim)
     started_ms = int(time.time() * 1000)
-    port = free_port()
-    ex = Execute(sim, sets, tmp_path / "execute.log", "--metrics-port", str(port))
-    running.append(ex)
-    intents = Intents(sets)
+    ex, port, intents = _started(sim, sets, tmp_path, running)
     quote = intents.quote(bid - 100, None)
     b1 = intents.cid(1, "b")
     _until(lambda: b1 in _open(sim), 30, "the quote never rested")
@@ -619,10 +626,7 @@ def test_a_storm_of_post_only_rejects_is_counted_within_the_rate_budget_and_trad
     sim: SimServer, sets: list[str], tmp_path: Path, running: list[Execute]
 ) -> None:
     bid, ask = _touch(sim)
-    port = free_port()
-    ex = Execute(sim, sets, tmp_path / "execute.log", "--metrics-port", str(port))
-    running.append(ex)
-    intents = Intents(sets)
+    ex, port, intents = _started(sim, sets, tmp_path, running)
     n = 160  # two crossing sides each: 320 orders, past the 300 orders per 10 s the exchange allows
     sent = set()
     for _ in range(n):
@@ -663,10 +667,7 @@ def test_a_server_clock_jump_beyond_recv_window_is_refused_counted_re_synced_and
     sim: SimServer, sets: list[str], tmp_path: Path, running: list[Execute]
 ) -> None:
     bid, _ = _touch(sim)
-    port = free_port()
-    ex = Execute(sim, sets, tmp_path / "execute.log", "--metrics-port", str(port))
-    running.append(ex)
-    intents = Intents(sets)
+    ex, port, intents = _started(sim, sets, tmp_path, running)
     skew = 0
     placement = ("mmflow_exec_clock_rejects_total", {"method": "POST", "endpoint": "order"})
     for _ in range(5):
@@ -698,10 +699,7 @@ def test_a_server_clock_skewed_before_the_start_is_measured_and_nothing_is_refus
     bid, _ = _touch(sim)
     skew = -20_000  # the exchange 20 s behind: unsynced timestamps would be "ahead of the server"
     sim.faults(clock_skew_ms=skew)
-    port = free_port()
-    ex = Execute(sim, sets, tmp_path / "execute.log", "--metrics-port", str(port))
-    running.append(ex)
-    intents = Intents(sets)
+    ex, port, intents = _started(sim, sets, tmp_path, running)
     intents.quote(bid - 100, None)
     _until(lambda: intents.cid(1, "b") in _open_at(sim, skew), 30, "the quote never rested")
     offset = _metric(port, "mmflow_exec_clock_offset_seconds", venue="binance-usdm")
