@@ -1,6 +1,6 @@
 """Structure checks for the container stack in infra/: compose, Prometheus, Grafana provisioning
 and dashboard. No Docker needed: the files are parsed and cross-checked against each other and
-against the metric names actually registered by mmflow.connectors.metrics.Metrics()."""
+against the metric names actually registered by mmflow.connectors.metrics.FlowMetrics()."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mmflow.connectors.metrics import Metrics
+from mmflow.connectors.metrics import FlowMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -100,9 +100,9 @@ def _metric_names(expr: str) -> set[str]:
 
 
 def _exposed_names() -> set[str]:
-    """Every series name Metrics() exposes: counters as *_total, histograms as *_bucket/_sum/_count."""
+    """Every series name FlowMetrics() exposes: counters as *_total, histograms as *_bucket/_sum/_count."""
     names: set[str] = set()
-    for family in Metrics().registry.collect():
+    for family in FlowMetrics().registry.collect():
         if family.type == "counter":
             names |= {family.name + "_total", family.name + "_created"}
         elif family.type == "histogram":
