@@ -1,6 +1,7 @@
 """Structure checks for the container stack in infra/: compose, Prometheus, Grafana provisioning
 and dashboard. No Docker needed: the files are parsed and cross-checked against each other and
-against the metric names actually registered by mmflow.connectors.metrics.FlowMetrics()."""
+against the metric names actually registered by each process' metrics (mmflow.connectors.metrics;
+tests/integration/test_dashboard_metrics.py checks the same against real scrapes)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mmflow.connectors.metrics import FlowMetrics
+from mmflow.connectors.metrics import ExecMetrics, FlowMetrics, IngestMetrics, VenueMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -96,13 +97,15 @@ def _panels(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _metric_names(expr: str) -> set[str]:
     # Strip label matchers ({...}) and strings so label values never look like metric names.
     expr = re.sub(r'"[^"]*"', '""', expr)
-    return set(re.findall(r"\bmaker_[a-zA-Z0-9_:]+\b", expr))
+    return set(re.findall(r"\b(?:maker|mmflow)_[a-zA-Z0-9_:]+\b", expr))
 
 
 def _exposed_names() -> set[str]:
-    """Every series name FlowMetrics() exposes: counters as *_total, histograms as *_bucket/_sum/_count."""
+    """Every series name the processes' metrics expose: counters as *_total, histograms as
+    *_bucket/_sum/_count."""
     names: set[str] = set()
-    for family in FlowMetrics().registry.collect():
+    roles = (FlowMetrics, IngestMetrics, ExecMetrics, VenueMetrics)
+    for family in (f for role in roles for f in role().registry.collect()):
         if family.type == "counter":
             names |= {family.name + "_total", family.name + "_created"}
         elif family.type == "histogram":
