@@ -29,7 +29,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from mmflow.config import load_settings
 from mmflow.connectors.binance_ws import VENUES, Ingest, KafkaOut, poll_loop
 from mmflow.connectors.kafka_io import client_config, create_topics
-from mmflow.connectors.metrics import Metrics
+from mmflow.connectors.metrics import IngestMetrics
 from mmflow.wire import decode_input
 from tests.conftest import DATA
 
@@ -114,7 +114,7 @@ def main() -> None:
     sim = start_sim(port)
     expected = 66_089 + 21_313  # the recording's book ticks and trades
     latencies: list[int] = []
-    metrics = Metrics()
+    metrics = IngestMetrics()
     out = KafkaOut(settings.kafka, "binance-usdm", metrics, latencies)
     venue = VENUES["binance-usdm"]
     ingest = Ingest(

@@ -30,7 +30,7 @@ from mmflow.connectors.kafka_io import (
     publish_event,
 )
 from mmflow.connectors.kafka_source import THROUGHPUT, RawKafkaSource
-from mmflow.connectors.metrics import Metrics
+from mmflow.connectors.metrics import FlowMetrics
 from mmflow.flows.engine import build_flow, tune_gc
 from mmflow.flows.live import route
 from mmflow.models import BookTick, Trade
@@ -155,7 +155,7 @@ def flow_throughput(settings: Settings, total: int) -> tuple[float, float]:
     cfg = settings.kafka
     source = Timed(cfg, [cfg.market_data_topic, cfg.fills_topic, cfg.control_topic], tail=False)
     flow = Dataflow("mmflow-bench")
-    route(build_flow(flow, source, settings, Metrics(), venue=None), cfg, confirm=False)
+    route(build_flow(flow, source, settings, FlowMetrics(), venue=None), cfg, confirm=False)
     tune_gc()  # as flows.live does in a real run
     start = time.perf_counter()
     run_main(flow)

@@ -14,7 +14,7 @@ from mmflow.config import ConfigError, load_settings
 from mmflow.connectors.binance_exec import ExchangeDown, Executor
 from mmflow.connectors.binance_rest import ApiError, Unreachable
 from mmflow.connectors.kafka_io import broker_problem
-from mmflow.connectors.metrics import get_metrics
+from mmflow.connectors.metrics import ExecMetrics
 from mmflow.exchange_orders import ClientIdError, check_prefix
 
 KEY_ENV, SECRET_ENV = "MMFLOW_API_KEY", "MMFLOW_API_SECRET"
@@ -47,7 +47,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"mmflow execute: {problem}", file=sys.stderr)
         return 1
-    metrics = get_metrics()
+    metrics = ExecMetrics()
     if args.metrics_port is not None:
         metrics.serve(args.metrics_port, settings.metrics.host)
     ex = Executor(

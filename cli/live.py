@@ -20,7 +20,7 @@ from mmflow.cli.stopping import stop_event
 from mmflow.config import Settings, load_settings
 from mmflow.connectors.files import load_inputs
 from mmflow.connectors.kafka_io import DeliveryErrors, broker_problem, create_topics, producer, publish_event
-from mmflow.connectors.metrics import get_metrics
+from mmflow.connectors.metrics import IngestMetrics, VenueMetrics
 from mmflow.connectors.recorder import record
 from mmflow.connectors.venue_service import VenueService
 from mmflow.flows.live import stop_on_sigterm
@@ -47,7 +47,7 @@ def cmd_feed(args: argparse.Namespace) -> int:
     settings = _settings(args)
     events, dead = load_inputs(args.quotes or [], args.trades or [], [], settings.markets)
     if dead:
-        print(f"feed: {len(dead)} invalid rows skipped (first: {dead[0].reason})", file=sys.stderr)
+        print(f"feed: {len(dead)} invalid rows skipped (first: {dead[0].detail})", file=sys.stderr)
     market_data = [e for e in events if not isinstance(e, Fill)]
     problem = broker_problem(settings.kafka)
     if problem is not None:
@@ -109,7 +109,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"mmflow ingest: {problem}", file=sys.stderr)
         return 1
-    metrics = get_metrics()
+    metrics = IngestMetrics()
     if args.metrics_port is not None:
         metrics.serve(args.metrics_port, settings.metrics.host)
     out = KafkaOut(
@@ -205,11 +205,12 @@ def cmd_venue(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"mmflow venue: {problem}", file=sys.stderr)
         return 1
+    metrics = VenueMetrics()
     if args.metrics_port is not None:
-        get_metrics().serve(args.metrics_port, settings.metrics.host)
+        metrics.serve(args.metrics_port, settings.metrics.host)
     stop_on_sigterm()
     try:
-        VenueService(settings, group_id=args.group_id).run(args.seconds)
+        VenueService(settings, group_id=args.group_id, metrics=metrics).run(args.seconds)
     except KeyboardInterrupt:
         logging.getLogger("mmflow.venue").info("venue stopped")
     return 0

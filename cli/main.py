@@ -13,7 +13,7 @@ from mmflow.cli import exchange_sim, execute, live
 from mmflow.cli.args import common, inputs
 from mmflow.config import ConfigError, Settings, load_settings
 from mmflow.connectors.files import InputError, load_inputs
-from mmflow.connectors.metrics import Metrics
+from mmflow.connectors.metrics import FlowMetrics
 from mmflow.connectors.synthetic import DEFAULT_SCENARIO, SCENARIOS, describe, generate
 from mmflow.flows.replay import replay
 
@@ -126,8 +126,8 @@ def _settings(args: argparse.Namespace, preset: str | None = None) -> Settings:
     return load_settings(preset or args.preset, args.config, args.set)
 
 
-def _serve_metrics(port: int | None) -> Metrics:
-    metrics = Metrics()
+def _serve_metrics(port: int | None) -> FlowMetrics:
+    metrics = FlowMetrics()
     if port is not None:
         metrics.serve(port)
         print(f"metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)

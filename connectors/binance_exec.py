@@ -44,8 +44,8 @@ from mmflow.config import ConfigError, Settings
 from mmflow.connectors.binance_recovery import GAP_MARGIN_MS, recover
 from mmflow.connectors.binance_rest import ApiError, Rest, Unreachable
 from mmflow.connectors.binance_ws import VENUES, Venue
-from mmflow.connectors.kafka_io import client_config, create_topics, producer, publish_event
-from mmflow.connectors.metrics import Metrics
+from mmflow.connectors.kafka_io import LagReporter, client_config, create_topics, producer, publish_event
+from mmflow.connectors.metrics import ExecMetrics
 from mmflow.connectors.recorder import read_records
 from mmflow.exchange_orders import (
     Coalescer,
@@ -117,7 +117,7 @@ class Executor:
         symbols: list[str],
         api_key: str,
         api_secret: str,
-        metrics: Metrics,
+        metrics: ExecMetrics,
         *,
         rest_url: str | None = None,
         ws_url: str | None = None,
@@ -251,6 +251,7 @@ class Executor:
             source=f"execute:{self.venue.name}"[:ID_MAX],
         )
         publish_event(self.producer, self.kafka.positions_topic, pos)
+        self.metrics.child("exec_position", market).set(float(amount))
 
     # -- intents -----------------------------------------------------------------------------
     def open_consumer(self) -> None:
@@ -272,11 +273,13 @@ class Executor:
             parts.append(TopicPartition(topic, p, high))
         consumer.assign(parts)
         self.consumer = consumer
+        self._assigned, self._lag = parts, LagReporter(self.metrics.exec_consumer_lag)
 
     def _poll(self) -> list[Any]:
         """What has arrived: the first record as soon as it comes (``consume(n, t)`` would wait the
         whole ``t`` for ``n``), then whatever else is already there."""
         assert self.consumer is not None
+        self._lag.report(self.consumer, self._assigned)
         first = self.consumer.poll(0.1)
         return [] if first is None else [first, *self.consumer.consume(200, 0)]
 

@@ -215,7 +215,7 @@ class _Reader:
                     f"depth not synced: no REST depth snapshot matched the {book.diffs} depth diffs "
                     f"of {market} in the file, so it has no depth events"
                 )
-                self.dead.append(DeadLetter(source=self.path.name, reason=reason, raw=b"", market=market))
+                self.dead.append(DeadLetter.of(self.path.name, reason, b"", market))
 
     def _refuse(self, row: int, raw: bytes, reason: str, market: str | None = None) -> None:
         self.dead.append(dead_row(self.path, raw, reason, row, market))

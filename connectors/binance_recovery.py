@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from mmflow.connectors.binance_rest import ApiError, Rest
-from mmflow.connectors.metrics import Metrics
+from mmflow.connectors.metrics import ExecMetrics
 from mmflow.exchange_orders import is_ours, order_status
 from mmflow.models import TERMINAL_STATUSES
 
@@ -62,7 +62,7 @@ class Executor(Protocol):
     spot: bool
     prefix: str
     rest: Rest
-    metrics: Metrics
+    metrics: ExecMetrics
 
     @property
     def orders(self) -> Mapping[str, Order]: ...

@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 import aiohttp
 import orjson
 
-from mmflow.connectors.metrics import Metrics
+from mmflow.connectors.metrics import ExecMetrics
 from mmflow.rate_budget import RateBudget
 
 log = logging.getLogger("mmflow.execute")
@@ -55,7 +55,7 @@ class Rest:
     api_key: str = field(repr=False)
     secret: bytes = field(repr=False)
     budget: RateBudget
-    metrics: Metrics
+    metrics: ExecMetrics
     venue: str
     timeout_s: float = 10.0
     offset_ms: int = 0  # exchange clock minus local clock

@@ -42,7 +42,8 @@ from mmflow.connectors.binance_frames import (
     stream_kind,
 )
 from mmflow.connectors.kafka_io import producer
-from mmflow.connectors.metrics import Metrics
+from mmflow.connectors.metrics import IngestMetrics
+from mmflow.dead_reasons import reason_of
 from mmflow.ingest import ClockSample, SequenceCheck, backoff_delay, clock_offset, jittered
 from mmflow.models import InputEvent
 from mmflow.wire import WireError, encode
@@ -120,7 +121,12 @@ class KafkaOut:
     ``latencies``, microseconds, when given a list)."""
 
     def __init__(
-        self, cfg: KafkaConfig, venue: str, metrics: Metrics, latencies: list[int] | None = None, **more: str
+        self,
+        cfg: KafkaConfig,
+        venue: str,
+        metrics: IngestMetrics,
+        latencies: list[int] | None = None,
+        **more: str,
     ) -> None:
         self.prod: Producer = producer(cfg, **more)
         self.topic, self.dlq_topic = cfg.market_data_topic, cfg.dead_letter_topic
@@ -156,7 +162,13 @@ class KafkaOut:
             self.prod.poll(0)
 
     def dead(self, raw: bytes, reason: str, market: str | None) -> None:
-        headers = [("reason", reason.encode()), ("source", self.source.encode())]
+        """A malformed frame to the dead-letter topic: the ``reason`` header is its code, ``detail``
+        the refusal's text (as the flow's dead letters)."""
+        headers = [
+            ("reason", reason_of(reason).encode()),
+            ("detail", reason.encode()),
+            ("source", self.source.encode()),
+        ]
         key = market.encode() if market else None
         self.prod.produce(self.dlq_topic, raw, key, headers=headers)
 
@@ -183,7 +195,7 @@ class Ingest:
         venue: Venue,
         symbols: Sequence[str],
         out: KafkaOut,
-        metrics: Metrics,
+        metrics: IngestMetrics,
         *,
         depth: bool = False,
         ws_url: str | None = None,
@@ -320,7 +332,7 @@ class Ingest:
 
     def _dead(self, text: str, reason: str, market: str | None) -> None:
         log.warning("dead letter: %s", reason)
-        self.metrics.child("ingest_dead_letters", reason.split(":")[0][:60]).inc()
+        self.metrics.dead_letter(reason)
         self.out.dead(text.encode(), reason, market)
 
     # -- depth ----------------------------------------------------------------------------------

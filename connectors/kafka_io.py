@@ -16,11 +16,12 @@ from typing import Any
 import orjson
 from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from prometheus_client import Gauge
 
 from mmflow.config import KafkaConfig
-from mmflow.connectors.metrics import get_metrics
+from mmflow.connectors.metrics import flow_metrics
 from mmflow.models import DeadLetter, Intent
 from mmflow.outputs import Journaled
 from mmflow.wire import encode
@@ -128,8 +129,13 @@ def summary_message(cfg: KafkaConfig, summary: dict[str, Any]) -> KafkaSinkMessa
 
 
 def dead_letter_message(cfg: KafkaConfig, dead: DeadLetter) -> KafkaSinkMessage[bytes | None, bytes]:
-    """The original bytes, with why and from where in the headers."""
-    headers = [("reason", dead.reason.encode()), ("source", dead.source.encode())]
+    """The original bytes, with why and from where in the headers: ``reason`` the code,
+    ``detail`` what this record got wrong, ``source`` the topic or file it came from."""
+    headers = [
+        ("reason", dead.reason.encode()),
+        ("detail", dead.detail.encode()),
+        ("source", dead.source.encode()),
+    ]
     key = dead.market.encode() if dead.market else None
     return KafkaSinkMessage(key, dead.raw, topic=cfg.dead_letter_topic, headers=headers)
 
@@ -159,7 +165,7 @@ class _SinkPartition(StatelessSinkPartition[KafkaSinkMessage[bytes | None, bytes
 def _delivered(err: KafkaError | None, msg: Any) -> None:
     if err is not None:
         log.error("output to %s not delivered: %s", msg.topic(), err)
-        get_metrics().child("kafka_errors", msg.topic() or "producer").inc()
+        flow_metrics().child("kafka_errors", msg.topic() or "producer").inc()
 
 
 class FlowSink(DynamicSink[KafkaSinkMessage[bytes | None, bytes]]):
@@ -209,3 +215,48 @@ def producer(cfg: KafkaConfig, **more: str) -> Producer:
     but could not acknowledge (it went down) is retried without being written twice."""
     conf = {"linger.ms": "5", "compression.type": "lz4", "enable.idempotence": "true", **more}
     return Producer(client_config(cfg, **conf))
+
+
+#: Seconds between two lag reports of one consumer: a scrape every few seconds still sees a fresh
+#: value, and the per-partition calls stay off the per-message path.
+LAG_INTERVAL_S = 1.0
+
+
+def partition_lag(consumer: Consumer, assigned: Iterable[TopicPartition]) -> list[tuple[str, int, int]]:
+    """(topic, partition, records behind) of each assigned partition whose lag the client knows
+    already: its cached high watermark (updated by every fetch response, no broker round trip)
+    minus the consumer's position. A partition nothing was read from yet counts from where it
+    was assigned (an explicit offset, or the low watermark for the beginning)."""
+    assigned = list(assigned)
+    lags = []
+    for start, now in zip(assigned, consumer.position(assigned), strict=True):
+        try:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(start.topic, start.partition), cached=True
+            )
+        except KafkaException:
+            continue
+        position = now.offset
+        if position < 0:
+            position = start.offset if start.offset >= 0 else low if start.offset == OFFSET_BEGINNING else -1
+        if high >= 0 and position >= 0:
+            lags.append((start.topic, start.partition, max(0, high - position)))
+    return lags
+
+
+class LagReporter:
+    """A consumer's lag per partition into ``gauge{topic,partition}``, at most every
+    ``interval_s``: called from the consumer's own loop, so no thread shares the client."""
+
+    def __init__(self, gauge: Gauge, interval_s: float = LAG_INTERVAL_S) -> None:
+        self._gauge = gauge
+        self._interval = interval_s
+        self._next = 0.0
+
+    def report(self, consumer: Consumer, assigned: Iterable[TopicPartition]) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self._interval
+        for topic, partition, lag in partition_lag(consumer, assigned):
+            self._gauge.labels(topic, str(partition)).set(lag)

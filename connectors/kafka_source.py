@@ -24,8 +24,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from confluent_kafka.admin import AdminClient
 
 from mmflow.config import KafkaConfig
-from mmflow.connectors.kafka_io import client_config, create_topics
-from mmflow.connectors.metrics import get_metrics
+from mmflow.connectors.kafka_io import LagReporter, client_config, create_topics
+from mmflow.connectors.metrics import flow_metrics
 
 log = logging.getLogger("mmflow.kafka")
 
@@ -72,16 +72,20 @@ class _WorkerConsumer:
         self._pending = 0  # messages buffered for any partition
         self._grace = 0  # pumps left that must not wait: the last messages are still on their way
         self.eof: set[tuple[str, int]] = set()
+        self._assigned: dict[tuple[str, int], TopicPartition] = {}
+        self._lag = LagReporter(flow_metrics().consumer_lag)
 
     def add(self, topic: str, partition: int, offset: int) -> list[Message]:
         buffer: list[Message] = []
         self._buffers.setdefault(topic, {})[partition] = buffer
-        self._consumer.incremental_assign([TopicPartition(topic, partition, offset)])
+        tp = self._assigned[(topic, partition)] = TopicPartition(topic, partition, offset)
+        self._consumer.incremental_assign([tp])
         return buffer
 
     def remove(self, topic: str, partition: int) -> bool:
         """Stop reading a partition; True when it was the last one (the consumer is closed)."""
         del self._buffers[topic][partition]
+        del self._assigned[(topic, partition)]
         if not self._buffers[topic]:
             del self._buffers[topic]
         if self._buffers:
@@ -98,7 +102,9 @@ class _WorkerConsumer:
 
     def pump(self) -> None:
         """Fetch what the client holds into the buffers; wait a little only when every buffer is
-        empty (another partition's pending messages must not wait behind an idle one)."""
+        empty (another partition's pending messages must not wait behind an idle one). Once a
+        second it also reports the partitions' lag (``maker_consumer_lag_records``)."""
+        self._lag.report(self._consumer, self._assigned.values())
         msgs = self._consumer.consume(self._batch, 0)
         if not msgs and not self._pending:
             if self._grace:
@@ -123,7 +129,7 @@ class _WorkerConsumer:
             return
         name = f"{msg.topic()}[{msg.partition()}]" if msg.topic() else "consumer"
         log.warning("%s: %s", name, err)  # librdkafka retries these itself
-        get_metrics().child("kafka_errors", name).inc()
+        flow_metrics().child("kafka_errors", name).inc()
 
 
 class _Partition(StatefulSourcePartition[Any, int]):

@@ -35,7 +35,5 @@ def raw_bytes(path: Path) -> bytes:
 
 
 def dead_row(path: Path, raw: bytes, reason: str, row: int, market: str | None = None) -> DeadLetter:
-    """A refused row of a file: its reason ends with the row number, which ``extra`` keeps too."""
-    return DeadLetter(
-        source=path.name, reason=f"{reason} (row {row})", raw=raw, market=market, extra={"row": str(row)}
-    )
+    """A refused row of a file: its detail ends with the row number, which ``extra`` keeps too."""
+    return DeadLetter.of(path.name, f"{reason} (row {row})", raw, market, row=str(row))

@@ -108,7 +108,8 @@ TIMELINE_SCHEMA: dict[str, Any] = {
 DEAD_LETTER_SCHEMA: dict[str, Any] = {
     "source": pl.Utf8,
     "market": pl.Utf8,
-    "reason": pl.Utf8,
+    "reason": pl.Utf8,  # the code (mmflow.dead_reasons.DeadReason)
+    "detail": pl.Utf8,
     "raw": pl.Utf8,
 }
 
@@ -204,7 +205,8 @@ def dead_letter_row(d: DeadLetter) -> dict[str, Any]:
     return {
         "source": d.source,
         "market": d.market,
-        "reason": d.reason,
+        "reason": str(d.reason),
+        "detail": d.detail,
         "raw": d.raw.decode("utf-8", "replace"),
     }
 

@@ -11,6 +11,9 @@ records only (librdkafka's default ``isolation.level``).
 
 It publishes each market's position (its own count of its fills) after every fill and every few
 seconds, for the flow's reconciliation.
+
+Its metrics (``VenueMetrics``, ``mmflow_venue_*``) count what a committed transaction published:
+a batch rewound after an aborted transaction is counted once, when it commits.
 """
 
 from __future__ import annotations
@@ -23,13 +26,15 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from mmflow.config import Settings
-from mmflow.connectors.kafka_io import client_config, create_topics, redacted
+from mmflow.connectors.kafka_io import LagReporter, client_config, create_topics, redacted
+from mmflow.connectors.metrics import VenueMetrics
 from mmflow.connectors.paper_venue import PaperVenue
 from mmflow.connectors.recorder import read_records
 from mmflow.connectors.venue_state import dump_state, load_state
+from mmflow.dead_reasons import reason_of
 from mmflow.execution import Report
 from mmflow.ids import incarnation_of
-from mmflow.models import ID_MAX, BookTick, Depth, Fill, Position, Trade
+from mmflow.models import ID_MAX, POST_ONLY_REJECT, BookTick, Depth, Fill, OrderUpdate, Position, Trade
 from mmflow.wire import WireError, decode_input, decode_intent, encode
 
 log = logging.getLogger("mmflow.venue")
@@ -39,6 +44,9 @@ _OFFSETS = "__offsets__"
 
 #: Seconds between the periodic position reports of every market (besides one after each fill).
 POSITION_INTERVAL_S = 2.0
+
+#: The market label of an intent for no configured market, or of one that could not be decoded.
+UNKNOWN_MARKET = "unknown"
 
 
 def _retry(call: Any, attempts: int = 20) -> None:
@@ -58,9 +66,17 @@ def _retry(call: Any, attempts: int = 20) -> None:
 
 class VenueService:
     def __init__(
-        self, settings: Settings, group_id: str | None = None, incarnation: str | None = None
+        self,
+        settings: Settings,
+        group_id: str | None = None,
+        incarnation: str | None = None,
+        metrics: VenueMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or VenueMetrics()
+        self._lag = LagReporter(self.metrics.consumer_lag)
+        #: The batch's refusals, (market, reason): counted once its transaction commits.
+        self._refused: list[tuple[str, str]] = []
         cfg = self.cfg = settings.kafka
         self.group = group_id or f"{cfg.group_id}-venue"
         self.incarnation = incarnation or incarnation_of(time.time_ns() // 1000)
@@ -82,6 +98,7 @@ class VenueService:
         )
         self.venues: dict[str, PaperVenue] = {}
         self.offsets: dict[str, int] = {}
+        self.parts: list[TopicPartition] = []
         self._resume()
         self.fills = 0
         self.rejected = 0
@@ -114,6 +131,7 @@ class VenueService:
                 offset = self.offsets.get(f"{topic}:{p}", OFFSET_BEGINNING)
                 parts.append(TopicPartition(topic, p, offset))
         self.consumer.assign(parts)
+        self.parts = parts
 
     def _read_state(self) -> dict[str, bytes]:
         """The latest committed record per key of the state topic (it is compacted)."""
@@ -138,13 +156,19 @@ class VenueService:
             if topic == self.cfg.intents_topic:
                 intent = decode_intent(value)
                 venue = self._venue(intent.market)
-                if venue is not None:
-                    venue.submit(intent)
+                if venue is None:
+                    self._refused.append((UNKNOWN_MARKET, "unknown_market"))
+                elif not venue.submit(intent):
+                    self._refused.append((intent.market, "duplicate_intent"))
                 return (intent.market if venue is not None else None), []
             event = decode_input(value)
         except WireError as err:
             self.rejected += 1
             log.warning("venue dropped a message from %s: %s", topic, err)
+            if topic == self.cfg.intents_topic:
+                self._refused.append((UNKNOWN_MARKET, reason_of(str(err))))
+            else:
+                self.metrics.child("dropped", topic, reason_of(str(err))).inc()
             return None, []
         venue = self._venue(event.market)
         cls = type(event)
@@ -178,11 +202,15 @@ class VenueService:
             return 0
         touched: set[str] = set()
         reports: list[Report] = []
+        made_at: list[float] = []  # broker time (s) of each record that made reports
+        self._refused.clear()
         for msg in msgs:
             market, made = self.handle(msg.topic(), msg.value())
             if market is not None:
                 touched.add(market)
-            reports.extend(made)
+            if made:
+                reports.extend(made)
+                made_at.append(msg.timestamp()[1] / 1000)
         try:
             self._commit(reports, touched, report, bool(msgs))
         except KafkaException as exc:
@@ -193,9 +221,31 @@ class VenueService:
             self._rewind()
             return 0
         self.fills += sum(1 for r in reports if type(r) is Fill)
+        self._count(reports, made_at)
         if report:
             self._last_report = time.monotonic()
+        self._lag.report(self.consumer, self.parts)
         return len(msgs)
+
+    def _count(self, reports: list[Report], made_at: list[float]) -> None:
+        """The metrics of a committed batch: its fills and rejects, how long its reports took to
+        be published, and every market's orders and position (a few orders each: cheap)."""
+        m, now = self.metrics, time.time()
+        for at in made_at:
+            m.report_latency.observe(max(0.0, now - at))
+        for r in reports:
+            if type(r) is Fill:
+                m.child("fills", r.market).inc()
+            elif type(r) is OrderUpdate and r.status == "rejected":
+                reason = r.reason if r.reason == POST_ONLY_REJECT else "other"
+                m.child("rejects", r.market, reason).inc()
+        for market, reason in self._refused:
+            m.child("rejects", market, reason).inc()
+        for market, venue in self.venues.items():
+            m.child("resting", market).set(sum(1 for o in venue.orders if o.live and o.remaining > 0))
+            waiting = sum(1 for o in venue.orders if not o.live and o.remaining > 0)
+            m.child("in_flight", market).set(waiting + len(venue.iocs))
+            m.child("position", market).set(float(venue.position))
 
     def _commit(self, reports: list[Report], touched: set[str], report: bool, consumed: bool) -> None:
         """The batch's fills, order updates, positions, state and offsets, in one transaction.

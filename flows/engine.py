@@ -26,7 +26,7 @@ from bytewax.operators import StatefulBatchLogic
 from confluent_kafka import Message as KafkaMessage
 
 from mmflow.config import Settings
-from mmflow.connectors.metrics import Metrics
+from mmflow.connectors.metrics import FlowMetrics
 from mmflow.execution import VenueFactory
 from mmflow.flows.runtime import MarketRuntime
 from mmflow.markouts import Markout
@@ -140,7 +140,7 @@ class Decoded:
 
 
 def make_decoder(
-    settings: Settings, metrics: Metrics, clock: Callable[[], int] = lambda: time.time_ns() // 1000
+    settings: Settings, metrics: FlowMetrics, clock: Callable[[], int] = lambda: time.time_ns() // 1000
 ) -> Callable[[list[Any]], list[Decoded]]:
     markets = frozenset(settings.markets)
     future_us = int(settings.strategy.safety.max_future_s * 1_000_000)
@@ -165,17 +165,17 @@ def make_decoder(
                 try:
                     event = decode_input(raw)
                 except WireError as err:
-                    out.append(DeadLetter(source=source, reason=str(err), raw=raw))
+                    out.append(DeadLetter.of(source, str(err), raw))
                     continue
                 reason = validate(event, markets)
                 if reason is not None:
-                    out.append(DeadLetter(source=source, reason=reason, raw=raw, market=event.market))
+                    out.append(DeadLetter.of(source, reason, raw, event.market))
                     continue
                 origin = (raw, source)
             late = from_the_future(event, latest)
             if late is not None:
                 raw, source = origin or (encode(event), "flow")
-                out.append(DeadLetter(source=source, reason=late, raw=raw, market=event.market))
+                out.append(DeadLetter.of(source, late, raw, event.market))
                 continue
             if type(event) is Control and event.market == "*":
                 # A control for "*" reaches every configured market (each holds its own halt).
@@ -227,7 +227,7 @@ class MarketLogic(StatefulBatchLogic[Chunk, Outputs, MarketRuntime]):
     def __init__(
         self,
         settings: Settings,
-        metrics: Metrics,
+        metrics: FlowMetrics,
         venue: VenueFactory | None,
         order_reports: bool,
         resume: MarketRuntime | None,
@@ -299,6 +299,8 @@ class MarketLogic(StatefulBatchLogic[Chunk, Outputs, MarketRuntime]):
         last = runtime.maker.safety.last_data_us
         if last != self._data_us:
             self._data_us, self._wall_at_data = last, self.wall()
+            if last is not None:
+                self.metrics.event_seen(runtime.market, last)
 
     def on_eof(self) -> tuple[list[Outputs], bool]:
         out = Outputs()
@@ -333,7 +335,7 @@ def build_flow(
     flow: Dataflow,
     source: Source[Any],
     settings: Settings,
-    metrics: Metrics,
+    metrics: FlowMetrics,
     venue: VenueFactory | None,
     live_clock: bool = False,
     incarnation: str | None = None,
@@ -345,6 +347,7 @@ def build_flow(
     over by it (ids carry it; what an earlier process left resting is cancelled first).
     ``venue`` builds each market's embedded venue (replays), None when the execution side is a
     process of its own; ``order_reports``: its order updates reach the flow as input events."""
+    metrics.configure(settings)
     raw = op.input("input", flow, source)
     decoded = op.flat_map_batch("decode", raw, make_decoder(settings, metrics))
     chunks = op.flat_map("chunks", decoded, attrgetter("chunks"))

@@ -39,7 +39,7 @@ from mmflow.connectors.kafka_io import (
     summary_message,
 )
 from mmflow.connectors.kafka_source import RawKafkaSource, request_stop
-from mmflow.connectors.metrics import get_metrics
+from mmflow.connectors.metrics import flow_metrics
 from mmflow.flows.engine import FlowStreams, build_flow, tune_gc
 from mmflow.ids import incarnation_of
 
@@ -80,7 +80,7 @@ def build(tail: bool = True) -> Dataflow:
         env.get("MMFLOW_RUN_CONFIG") or None,
         json.loads(env.get("MMFLOW_RUN_SET") or "[]"),
     )
-    metrics = get_metrics()
+    metrics = flow_metrics()
     tune_gc()
     port = env.get("MMFLOW_RUN_METRICS_PORT")
     if port:

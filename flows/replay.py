@@ -22,7 +22,7 @@ from bytewax.testing import run_main
 from tqdm import tqdm
 
 from mmflow.config import Settings
-from mmflow.connectors.metrics import Metrics
+from mmflow.connectors.metrics import FlowMetrics
 from mmflow.connectors.paper_venue import paper_venues
 from mmflow.connectors.report import write_report
 from mmflow.connectors.sinks import ListSink
@@ -84,14 +84,14 @@ def run_events(
     events: Sequence[Any],
     settings: Settings,
     venue: VenueChoice = "paper",
-    metrics: Metrics | None = None,
+    metrics: FlowMetrics | None = None,
     progress: bool = False,
     batch_size: int | None = None,
     workers: int | None = None,
 ) -> tuple[Outputs, float]:
     """Run the dataflow over ``events``; return its outputs (per market, in decision order, markets
     sorted by name) and the wall time."""
-    metrics = metrics or Metrics()
+    metrics = metrics or FlowMetrics()
     bar = (
         tqdm(total=len(events), unit="ev", unit_scale=True, desc="replay", leave=False) if progress else None
     )
@@ -124,7 +124,7 @@ def replay(
     out_dir: Path | None = None,
     venue: VenueChoice = "paper",
     progress: bool = False,
-    metrics: Metrics | None = None,
+    metrics: FlowMetrics | None = None,
     report: bool = True,
     batch_size: int | None = None,
     workers: int | None = None,

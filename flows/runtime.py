@@ -90,7 +90,7 @@ class MarketRuntime:
 
     def _refuse(self, event: InputEvent, reason: str, out: Outputs, origin: tuple[bytes, str] | None) -> None:
         raw, source = origin if origin is not None else (encode(event), "flow")
-        out.dead.append(DeadLetter(source=source, reason=reason, raw=raw, market=self.market))
+        out.dead.append(DeadLetter.of(source, reason, raw, self.market))
 
     # -- events ---------------------------------------------------------------------------------
     def process(self, event: InputEvent, out: Outputs, origin: tuple[bytes, str] | None = None) -> None:

@@ -20,6 +20,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from mmflow.dead_reasons import DeadReason, reason_of
+
 SCHEMA_VERSION = 1
 
 Side = Literal["buy", "sell"]
@@ -299,10 +301,20 @@ Intent = QuoteIntent | HedgeIntent | CancelAllIntent
 
 @dataclass(slots=True, kw_only=True)
 class DeadLetter:
-    """A record the flow refused, kept whole with the reason so nothing is lost."""
+    """A record the flow refused, kept whole with why so nothing is lost: ``reason`` is one of a
+    fixed set of codes (what metrics count by), ``detail`` the text that says what this record
+    got wrong (a trade id, a field, a row)."""
 
     source: str
-    reason: str
+    reason: DeadReason
+    detail: str
     raw: bytes
     market: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, source: str, detail: str, raw: bytes, market: str | None = None, **extra: str) -> DeadLetter:
+        """A dead letter whose code is the one its ``detail`` names (``reason_of``)."""
+        return cls(
+            source=source, reason=reason_of(detail), detail=detail, raw=raw, market=market, extra=extra
+        )

@@ -165,8 +165,9 @@ def test_a_ragged_or_undecodable_row_is_one_dead_letter(data_dir: Path, tmp_path
     summary = json.loads((out / "summary.json").read_text())
     assert summary["events"] == 383 - 2 + 165
     dead = pl.read_parquet(out / "dead_letters.parquet")
-    reasons = sorted(dead.get_column("reason").to_list())
-    assert reasons == ["not UTF-8 text at byte 3 (row 21)", "ragged row: 9 fields, the header has 8 (row 11)"]
+    details = sorted(dead.get_column("detail").to_list())
+    assert details == ["not UTF-8 text at byte 3 (row 21)", "ragged row: 9 fields, the header has 8 (row 11)"]
+    assert dead.get_column("reason").to_list() == ["malformed_row", "malformed_row"]
 
 
 # -- per-market settings, partial overrides ---------------------------------------------------------

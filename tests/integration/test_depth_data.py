@@ -110,7 +110,7 @@ def test_futures_depth_applies_every_diff_after_the_snapshot_without_a_gap(
 def test_spot_recording_has_no_snapshot_so_no_depth(tmp_path: Path) -> None:
     events, dead = read_frames(SPOT)
     assert of(events, Depth) == []
-    assert [d.reason for d in dead] == [
+    assert [d.detail for d in dead] == [
         "depth not synced: no REST depth snapshot matched the 3036 depth diffs of binance:ETHUSDT "
         "in the file, so it has no depth events"
     ]
@@ -155,7 +155,7 @@ def test_a_dropped_diff_is_one_gap_and_no_depth_until_a_snapshot(
     copy = tmp_path / FUTURES.name
     copy.write_bytes(gzip.compress(b"".join(lines[:drop] + lines[drop + 1 :])))
     events, dead = read_frames(copy)
-    assert [d.reason for d in dead] == [
+    assert [d.detail for d in dead] == [
         f"depth gap: pu {after['pu']} != previous u {before['u']}; no depth until a later snapshot "
         f"(row {drop + 1})"
     ]
@@ -190,8 +190,8 @@ def test_a_later_snapshot_resyncs_the_book(
     copy = tmp_path / FUTURES.name
     copy.write_bytes(b"".join(kept))
     events, dead = read_frames(copy)
-    assert [d.reason.split(";")[0] for d in dead] == [dead[0].reason.split(";")[0]]
-    assert dead[0].reason.startswith("depth gap: pu ")
+    assert [d.detail.split(";")[0] for d in dead] == [dead[0].detail.split(";")[0]]
+    assert dead[0].detail.startswith("depth gap: pu ")
     depth = of(events, Depth)
     resynced = next(i for i, d in enumerate(depth) if d.snapshot and i > 0)
     assert resynced == 1 + 200 - 4  # nothing between the gap and the new snapshot
@@ -282,8 +282,8 @@ def test_l2_bad_rows_are_dead_letters_and_a_new_snapshot_restarts_the_book(tmp_p
         fh.write("binance-futures,BTCUSDT,1000\n")  # row 10: ragged
     events, dead = read_depth(path)
     assert [d.extra["row"] for d in dead] == ["5", "6", "7", "10"]
-    assert dead[0].reason == "invalid: side: expected bid or ask, got 'mid' (row 5)"
-    assert all(d.reason.startswith(("invalid", "ragged")) for d in dead)
+    assert dead[0].detail == "invalid: side: expected bid or ask, got 'mid' (row 5)"
+    assert all(d.detail.startswith(("invalid", "ragged")) for d in dead)
     assert [(e.ts_recv, e.snapshot, len(e.bids), len(e.asks)) for e in events] == [  # type: ignore[union-attr]
         (2000, True, 1, 1),
         (3000, False, 1, 0),

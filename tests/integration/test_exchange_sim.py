@@ -406,7 +406,8 @@ def test_restamped_frames_carry_the_wall_clock_and_keep_the_recorded_delay() -> 
     assert all(abs(f["data"]["E"] - sent_at) < 60_000 for f in frames)  # today, not 2024
     # One shift per frame, the same for E and T: the exchange-to-recorder delay is kept.
     assert all(
-        f["data"]["E"] - r["data"]["E"] == f["data"]["T"] - r["data"]["T"] for f, r in zip(frames, recorded, strict=True)
+        f["data"]["E"] - r["data"]["E"] == f["data"]["T"] - r["data"]["T"]
+        for f, r in zip(frames, recorded, strict=True)
     )
     assert len(shifts) > 1 and max(shifts) - min(shifts) < 10_000
     strip = [{k: v for k, v in f["data"].items() if k not in "ET"} for f in frames]

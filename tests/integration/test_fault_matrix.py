@@ -176,8 +176,11 @@ def run_scenario(fault: str, moment: float, env: dict[str, str], tmp: Path, pref
     dead = headers_and_values(settings.kafka, f"{prefix}.dlq")
     assert all(h.get("reason") for h, _ in dead)
     assert sorted(v for _, v in dead if v in MALFORMED) == sorted(MALFORMED)
-    others = [(h["reason"].decode(), v) for h, v in dead if v not in MALFORMED]
-    assert all(r.startswith("duplicate fill id") and v in set(fills_raw) for r, v in others), others[:3]
+    others = [(h["reason"].decode(), h["detail"].decode(), v) for h, v in dead if v not in MALFORMED]
+    assert all(
+        r == "duplicate_fill_id" and d.startswith("duplicate fill id") and v in set(fills_raw)
+        for r, d, v in others
+    ), others[:3]
     return {
         "fault": fault,
         "moment": f"{moment:.0%} of the feed",

@@ -247,7 +247,7 @@ def _write(tmp_path: Path, name: str, text: str, gz: bool) -> Path:
 
 def _by_ts(dead: list[DeadLetter], key: str) -> dict[str, str]:
     """Refused rows by their timestamp text, with the kind of refusal (the reason's first clause)."""
-    return {orjson.loads(d.raw)[key]: d.reason.split(":")[0] for d in dead}
+    return {orjson.loads(d.raw)[key]: d.detail.split(":")[0] for d in dead}
 
 
 @pytest.mark.parametrize("gz", [False, True], ids=["csv", "csv.gz"])
@@ -356,7 +356,7 @@ def test_a_row_gets_the_verdict_its_kafka_record_gets(tmp_path: Path, text: str)
     same reason. (A file accepted ts_recv 1e17+5, liquidity MAKER, source hedgee; Kafka refused.)"""
     path = _write(tmp_path, "rows", text, False)
     events, dead = read_events(path, markets=MARKETS)
-    by_row = {int(d.extra["row"]): d.reason.rsplit(" (row", 1)[0] for d in dead}
+    by_row = {int(d.extra["row"]): d.detail.rsplit(" (row", 1)[0] for d in dead}
     header, *rows = list(csv.DictReader(text.splitlines()))[0].keys(), *csv.DictReader(text.splitlines())
     taken = iter(events)
     for n, row in enumerate(rows, start=2):
@@ -431,7 +431,7 @@ def test_without_markets_filter_every_market_passes(tmp_path: Path) -> None:
     text = TRADES_CSV + "bybit,DOGEUSDT,2008,2108,a-8,buy,0.1001,1\n"
     events, dead = read_events(_write(tmp_path, "trades", text, False))
     assert [e.market for e in events] == ["bybit:SOLUSDT", "bybit:SOLUSDT", "bybit:DOGEUSDT"]
-    assert "unknown market" not in {d.reason for d in dead}
+    assert "unknown market" not in {d.detail for d in dead}
 
 
 def test_unrecognised_columns_raise(tmp_path: Path) -> None:

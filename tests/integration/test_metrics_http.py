@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mmflow.config import load_settings
 from mmflow.connectors.files import load_inputs
-from mmflow.connectors.metrics import Metrics
+from mmflow.connectors.metrics import FlowMetrics
 from mmflow.flows.replay import replay
 from tests.conftest import SOL_QUOTES, SOL_TRADES
 
@@ -56,7 +56,7 @@ def test_metrics_endpoint_serves_the_analysis_metrics(data_dir) -> None:
         ],
     )
     events, dead = load_inputs([SOL_QUOTES], [SOL_TRADES], [], settings.markets)
-    metrics = Metrics()
+    metrics = FlowMetrics()
     port = free_port()
     metrics.serve(port)
     bad = [b'{"v":1,"type":"book"', b'{"v":9}']

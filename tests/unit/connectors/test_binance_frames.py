@@ -61,7 +61,7 @@ def test_spot_rules_drop_stale_sync_then_require_consecutive_ids(tmp_path: Path)
     # 16-17 skips 15: a gap, and nothing after it
     assert [d.snapshot for d in depth] == [True, False, False, False]
     assert [d.ts_exchange for d in depth[1:]] == [9000, 12000, 14000]
-    assert [d.reason for d in dead] == [
+    assert [d.detail for d in dead] == [
         "depth gap: U 16 > previous u 14 + 1; no depth until a later snapshot (row 7)"
     ]
     # the snapshot and the buffered diff 6-9 are stamped when the snapshot arrived (row 3)
@@ -93,7 +93,7 @@ def test_futures_rules_use_pu_and_resync_from_a_later_snapshot(tmp_path: Path) -
         (True, 6),
         (False, 18000),
     ]
-    assert [d.reason for d in dead] == [
+    assert [d.detail for d in dead] == [
         "depth gap: pu 13 != previous u 12; no depth until a later snapshot (row 5)"
     ]
 
@@ -102,7 +102,7 @@ def test_a_snapshot_older_than_the_buffered_diffs_is_refused(tmp_path: Path) -> 
     path = write(tmp_path, "binance-futures_BTCUSDT_x.txt", [diff(10, 12, 9), snap(5), diff(13, 14, 12)])
     events, dead = read_frames(path)
     assert depth_of(events) == []
-    assert [d.reason for d in dead] == [
+    assert [d.detail for d in dead] == [
         "depth snapshot too old: lastUpdateId 5, the next diff starts at U 10 (row 2)",
         "depth not synced: no REST depth snapshot matched the 2 depth diffs of binance-futures:BTCUSDT "
         "in the file, so it has no depth events",
@@ -131,7 +131,7 @@ def test_malformed_lines_are_dead_letters_and_the_rest_is_read(tmp_path: Path) -
     ]
     events, dead = read_frames(write(tmp_path, "binance_BTCUSDT_x.txt", lines))
     assert [d.extra["row"] for d in dead[:7]] == ["1", "2", "3", "4", "5", "6", "7"]
-    reasons = [d.reason for d in dead]
+    reasons = [d.detail for d in dead]
     assert reasons[0].startswith("malformed frame") and reasons[1].startswith("malformed json")
     assert reasons[2] == "unsupported stream 'btcusdt@kline_1m' (row 3)"
     assert reasons[3] == "invalid: bid_px: expected a decimal (a JSON string), got float (row 4)"

@@ -35,7 +35,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from mmflow.config import load_settings
-from mmflow.connectors.metrics import Metrics
+from mmflow.connectors.metrics import FlowMetrics
 from mmflow.flows.engine import make_decoder
 from mmflow.flows.replay import replay, run_events
 from mmflow.flows.runtime import MarketRuntime
@@ -521,7 +521,7 @@ def scenarios(draw: st.DrawFn, kinds: tuple[str, ...], max_bad: int = 8) -> list
 # -- running the decoder and the runtimes by hand ------------------------------------------------
 
 
-def dead_total(metrics: Metrics) -> float:
+def dead_total(metrics: FlowMetrics) -> float:
     return sum(
         s.value
         for family in metrics.registry.collect()
@@ -546,7 +546,7 @@ def drive(records: list[Record]) -> tuple[dict[str, list[Any]], dict[str, bytes]
 
     Returns each market's outputs (from good records, then finish()) and the final states.
     """
-    metrics = Metrics()
+    metrics = FlowMetrics()
     decode = make_decoder(SETTINGS, metrics)
     runtimes = {m: paper_runtime(m, SETTINGS) for m in MARKETS}
     outputs: dict[str, list[Any]] = {m: [] for m in MARKETS}
@@ -567,7 +567,8 @@ def drive(records: list[Record]) -> tuple[dict[str, list[Any]], dict[str, bytes]
             produced[market] = tagged(out, without="dead")
         assert dead_total(metrics) - dead_before == len(dead), where
         for _, letter in dead:
-            assert isinstance(letter, DeadLetter) and letter.reason, where
+            assert isinstance(letter, DeadLetter) and letter.detail, where
+            assert letter.reason != "other", f"{where}: no code for {letter.detail!r}"
         if not rec.bad:
             assert not dead, f"{where}: a good record was refused: {dead}"
             for market, out in produced.items():
@@ -581,9 +582,9 @@ def drive(records: list[Record]) -> tuple[dict[str, list[Any]], dict[str, bytes]
         expected_stage = "runtime" if rec.kind in RUNTIME_KINDS else "decoder"
         assert stage == expected_stage, f"{where}: refused by the {stage}, not the {expected_stage}: {letter}"
         if rec.kind in REASON:
-            assert REASON[rec.kind] in letter.reason, f"{where}: reason {letter.reason!r}"
+            assert REASON[rec.kind] in letter.detail, f"{where}: detail {letter.detail!r}"
         if rec.kind == "duplicate":
-            assert letter.reason.startswith(("duplicate", "out of order")), where
+            assert letter.reason in ("duplicate_trade_id", "duplicate_fill_id", "out_of_order"), where
         assert letter.raw == rec.raw, f"{where}: dead letter does not keep the original bytes: {letter.raw!r}"
     for market, rt in runtimes.items():
         final = Outputs()
@@ -645,15 +646,15 @@ def check_flow_scenario(records: list[Record], batch_size: int, tag: str) -> Non
     bad = [r for r in records if r.bad]
     for r in bad:
         BAD[f"flow_{r.kind}"] += 1
-    metrics = Metrics()
+    metrics = FlowMetrics()
     outputs, _ = run_events(
         [r.raw for r in records], SETTINGS, metrics=metrics, batch_size=batch_size, workers=1
     )
     clean, _ = run_events([r.raw for r in records if not r.bad], SETTINGS, batch_size=batch_size, workers=1)
     dead = outputs.dead
     detail = [(r.kind, r.raw[:200]) for r in bad]
-    assert len(dead) == len(bad), f"dead letters {[d.reason for d in dead]} for bad records {detail}"
-    assert all(isinstance(d, DeadLetter) and d.reason for d in dead)
+    assert len(dead) == len(bad), f"dead letters {[d.detail for d in dead]} for bad records {detail}"
+    assert all(isinstance(d, DeadLetter) and d.detail and d.reason != "other" for d in dead)
     assert sorted(d.raw for d in dead) == sorted(r.raw for r in bad)
     assert dead_total(metrics) == len(bad)
     assert outputs.intents == clean.intents, "bad records changed the intents"
@@ -691,7 +692,7 @@ def test_runtime_dead_letters_keep_the_original_bytes() -> None:
     )
     CASES["fixed_original_bytes"] += 1
     outputs, _ = run_events([book, trade, resent, late], SETTINGS, workers=1)
-    assert sorted(d.reason.split(" ")[0] for d in outputs.dead) == ["duplicate", "out"]
+    assert sorted(d.reason for d in outputs.dead) == ["duplicate_trade_id", "out_of_order"]
     assert sorted(d.raw for d in outputs.dead) == sorted([resent, late])
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from mmflow.connectors.files import merge_journal
-from mmflow.connectors.metrics import Metrics
+from mmflow.connectors.metrics import FlowMetrics
 from mmflow.flows.engine import Chunk, MarketLogic
 from mmflow.flows.replay import run_events
 from mmflow.models import InputEvent, Position, Timer
@@ -40,7 +40,9 @@ def chunk(*events: InputEvent) -> Chunk:
 
 
 def live_logic(clock: Clock) -> MarketLogic:
-    return MarketLogic(SETTINGS, Metrics(), None, False, None, live_clock=True, incarnation="1a", wall=clock)
+    return MarketLogic(
+        SETTINGS, FlowMetrics(), None, False, None, live_clock=True, incarnation="1a", wall=clock
+    )
 
 
 TICKS = [tick(T0 + i * S) for i in range(7)]

@@ -34,7 +34,7 @@ def test_an_absurd_ask_is_a_dead_letter_not_a_dead_run(tmp_path: Path) -> None:
     raws = [encode(e) for e in quiet_market()] + [encode(absurd), encode(huge_fill)]
     result = replay(raws, settings(), tmp_path / "out", report=False)
     assert all((tmp_path / "out" / f).exists() for f in FILES)
-    reasons = sorted(d.reason.split(":")[1].strip() for d in result.outputs.dead)
+    reasons = sorted(d.detail.split(":")[1].strip() for d in result.outputs.dead)
     assert reasons == ["book.ask_px", "fill.qty"]
 
 

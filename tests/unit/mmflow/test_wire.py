@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mmflow.config import load_settings
-from mmflow.connectors.metrics import Metrics
+from mmflow.connectors.metrics import FlowMetrics
 from mmflow.flows.engine import make_decoder
 from mmflow.models import BookTick, CancelAllIntent, DeadLetter, Fill, HedgeIntent, QuoteIntent, Trade
 from mmflow.wire import WireError, decode_input, decode_intent, encode
@@ -452,7 +452,7 @@ def _trade(market: str, ts: int, px: str = "77.30") -> Trade:
     return trade(ts, f"t{ts}", "sell", px, "0.5", market=market)
 
 
-def dead_count(metrics: Metrics, source: str, reason: str) -> float:
+def dead_count(metrics: FlowMetrics, source: str, reason: str) -> float:
     return (
         metrics.registry.get_sample_value("maker_dead_letters_total", {"source": source, "reason": reason})
         or 0.0
@@ -461,7 +461,7 @@ def dead_count(metrics: Metrics, source: str, reason: str) -> float:
 
 def test_flow_decoder_splits_by_market_and_dead_letters_bad_records() -> None:
     settings = load_settings()
-    metrics = Metrics()
+    metrics = FlowMetrics()
     decode = make_decoder(settings, metrics)
     sol1, btc1, sol2, btc2 = (
         _book("binance-futures:SOLUSDT", 1),
@@ -494,27 +494,27 @@ def test_flow_decoder_splits_by_market_and_dead_letters_bad_records() -> None:
     }
     assert len(chunks) == 2  # one chunk per market
     assert all(isinstance(d, DeadLetter) for d in dead)
-    assert [(d.reason.split(":")[0], d.market) for d in dead] == [
+    assert [(d.detail.split(":")[0], d.market) for d in dead] == [
         ("malformed json", None),
         ("unknown market", "DOGEUSDT"),
         ("crossed book", "binance-futures:SOLUSDT"),
         ("crossed book", "binance-futures:SOLUSDT"),
         ("malformed json", None),
     ]
-    assert "DOGEUSDT" in dead[1].reason
+    assert "DOGEUSDT" in dead[1].detail
     assert dead[0].raw == b'{"v":1,"type":"book",' and dead[2].raw == encode(crossed)
     assert all(d.source == "bytes" for d in dead)
-    assert dead_count(metrics, "bytes", "malformed json") == 2
-    assert dead_count(metrics, "bytes", "unknown market") == 1
-    assert dead_count(metrics, "bytes", "crossed book") == 2
+    assert dead_count(metrics, "bytes", "malformed_json") == 2
+    assert dead_count(metrics, "bytes", "unknown_market") == 1
+    assert dead_count(metrics, "bytes", "crossed_book") == 2
     # a second batch keeps counting
     decode([b"{}", encode(unknown)])
-    assert dead_count(metrics, "bytes", "unknown schema version") == 1
-    assert dead_count(metrics, "bytes", "unknown market") == 2
+    assert dead_count(metrics, "bytes", "schema_version") == 1
+    assert dead_count(metrics, "bytes", "unknown_market") == 2
 
 
 def test_flow_decoder_labels_kafka_like_messages_by_topic() -> None:
-    metrics = Metrics()
+    metrics = FlowMetrics()
     decode = make_decoder(load_settings(), metrics)
     good = SimpleNamespace(value=encode(_book("binance-futures:SOLUSDT", 1)), topic="mmflow.marketdata")
     bad = SimpleNamespace(value=b"not json", topic="mmflow.marketdata")
@@ -527,36 +527,31 @@ def test_flow_decoder_labels_kafka_like_messages_by_topic() -> None:
     (out,) = decode([good, bad, schema, raw_msg])
     assert len(out.chunks) == 1
     dead = out.dead
-    assert [(d.source, d.reason.split(":")[0]) for d in dead] == [
-        ("mmflow.marketdata", "malformed json"),
-        ("mmflow.fills", "invalid"),
-        ("mmflow.fills", "malformed json"),
+    assert [(d.source, d.reason) for d in dead] == [
+        ("mmflow.marketdata", "malformed_json"),
+        ("mmflow.fills", "schema"),
+        ("mmflow.fills", "malformed_json"),
     ]
     assert dead[2].raw == b"x"
-    assert dead_count(metrics, "mmflow.marketdata", "malformed json") == 1
-    assert dead_count(metrics, "mmflow.fills", "invalid") == 1
-    assert dead_count(metrics, "mmflow.fills", "malformed json") == 1
+    assert dead_count(metrics, "mmflow.marketdata", "malformed_json") == 1
+    assert dead_count(metrics, "mmflow.fills", "schema") == 1
+    assert dead_count(metrics, "mmflow.fills", "malformed_json") == 1
 
 
 def test_flow_decoder_passes_typed_events_and_dead_letters_through() -> None:
-    metrics = Metrics()
+    metrics = FlowMetrics()
     decode = make_decoder(load_settings(), metrics)
     ev = _book("binance-futures:SOLUSDT", 1)
-    dl = DeadLetter(
-        source="file.csv",
-        reason="book: crossed or locked (bid >= ask)",
-        raw=b"{}",
-        market="binance-futures:SOLUSDT",
-    )
+    dl = DeadLetter.of("file.csv", "crossed book: bid >= ask (row 2)", b"{}", "binance-futures:SOLUSDT")
     (out,) = decode([ev, dl])
     assert (out.chunks, out.dead) == ([("binance-futures:SOLUSDT", [ev])], [dl])
-    assert dead_count(metrics, "file.csv", "book") == 1
+    assert dead_count(metrics, "file.csv", "crossed_book") == 1
 
 
 def test_flow_decoder_survives_undecodable_text() -> None:
     # A str record that is not valid Unicode text (lone surrogate) must become a dead letter,
     # like any other malformed record, rather than abort the whole batch.
-    metrics = Metrics()
+    metrics = FlowMetrics()
     decode = make_decoder(load_settings(), metrics)
     ok = encode(_book("binance-futures:SOLUSDT", 1))
     (out,) = decode([ok, "\ud800"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 from decimal import Decimal as D
 
-from mmflow.connectors.metrics import Metrics
+from mmflow.connectors.metrics import FlowMetrics
 from mmflow.flows.engine import make_decoder
 from mmflow.flows.runtime import MarketRuntime
 from mmflow.models import CancelAllIntent, Incarnation, Position, QuoteIntent
@@ -61,13 +61,13 @@ def test_a_refused_fill_is_a_dead_letter_and_changes_nothing() -> None:
     bad = fill(WARM_TS + 1, "f-huge", "buy", "150.00", "5", intent_id=out.intents[0].intent_id)
     refused = Outputs()
     rt.process(bad, refused)
-    assert [d.reason for d in refused.dead] == ["fill of 5 is larger than the hard position limit 0.10"]
+    assert [d.detail for d in refused.dead] == ["fill of 5 is larger than the hard position limit 0.10"]
     assert refused == Outputs(dead=refused.dead) and rt.maker.inventory == 0
     # It was received (the venue counts it; reconciliation must too), once: again, it is a duplicate.
     assert rt.maker.fills_received == 1 and pickle.dumps(rt) != before
     again = Outputs()
     rt.process(bad, again)
-    assert [d.reason for d in again.dead] == ["duplicate fill id 'f-huge'"] and rt.maker.fills_received == 1
+    assert [d.detail for d in again.dead] == ["duplicate fill id 'f-huge'"] and rt.maker.fills_received == 1
 
 
 # -- restarts: ids of one incarnation, a cancel before anything else -----------------------------------
@@ -94,9 +94,9 @@ def test_runtime_take_over_is_journalled_once() -> None:
 
 
 def test_an_incarnation_record_from_an_input_topic_is_refused() -> None:
-    decode = make_decoder(settings(), Metrics())
+    decode = make_decoder(settings(), FlowMetrics())
     (out,) = decode([encode(Incarnation(market=SOL, ts=T0, incarnation="evil"))])
-    assert out.chunks == [] and "internal record" in out.dead[0].reason
+    assert out.chunks == [] and "internal record" in out.dead[0].detail
 
 
 # -- reconciliation --------------------------------------------------------------------------------------
@@ -161,12 +161,12 @@ def test_a_record_from_the_future_is_refused_without_moving_the_clock() -> None:
     """One book stamped 99999999999999999 used to pass; every valid tick after it was then
     refused as out of order, even after a recovery restart."""
     now = T0 + 100 * S
-    decode = make_decoder(settings(), Metrics(), clock=lambda: now)
+    decode = make_decoder(settings(), FlowMetrics(), clock=lambda: now)
     bad = tick(99_999_999_999_999_999)
     ahead = tick(now + 6 * S)  # 6 s ahead: more than the 5 s tolerance
     (out,) = decode([encode(tick(now - S)), encode(bad), encode(ahead), encode(tick(now))])
     assert [e.ts_recv for _, chunk in out.chunks for e in chunk] == [now - S, now]
-    assert [d.reason.split(":")[0] for d in out.dead] == ["ahead of the wall clock"] * 2
+    assert [d.detail.split(":")[0] for d in out.dead] == ["ahead of the wall clock"] * 2
     old = tick(T0)  # recorded data, long before the wall clock, passes
     (out,) = decode([encode(old)])
     assert out.dead == []
@@ -180,7 +180,7 @@ def test_every_control_command_is_counted() -> None:
     rt.process(control(WARM_TS + S, "halt", "c1"), out)
     rt.process(control(WARM_TS + 2 * S, "resume", "c2"), out)
     rt.process(control(WARM_TS + 3 * S, "resume", "c3", clear_loss_limit=True), out)
-    metrics = Metrics()
+    metrics = FlowMetrics()
     metrics.observe(rt.view(), rt.stats, 9, 0.0, out)
     count = metrics.registry.get_sample_value
     assert count("maker_control_commands_total", {"market": SOL, "action": "halt"}) == 1

@@ -18,7 +18,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from mmflow.connectors.metrics import Metrics
+from mmflow.connectors.metrics import FlowMetrics
 from mmflow.flows.engine import make_decoder
 from mmflow.flows.runtime import MarketRuntime
 from mmflow.models import (
@@ -483,7 +483,7 @@ def test_halt_before_warm_up_still_cancels_and_blocks_first_quote():
 
 def test_decoder_fans_star_control_out_to_every_market():
     s = settings()
-    metrics = Metrics()
+    metrics = FlowMetrics()
     decode = make_decoder(s, metrics)
     ctrl = control(WARM_TS, "halt", "c-all", market="*")
     (out,) = decode([encode(ctrl)])
@@ -506,7 +506,7 @@ def test_decoder_fans_star_control_out_to_every_market():
 
 def test_decoder_sends_single_market_control_to_that_market_only():
     s = settings()
-    decode = make_decoder(s, Metrics())
+    decode = make_decoder(s, FlowMetrics())
     ctrl = control(WARM_TS, "halt", "c-one", market=MKT)
     (out,) = decode([encode(ctrl)])
     assert out.chunks == [(MKT, [ctrl])] and out.dead == []
@@ -514,7 +514,7 @@ def test_decoder_sends_single_market_control_to_that_market_only():
 
 def test_decoder_dead_letters_control_for_unknown_market():
     s = settings()
-    metrics = Metrics()
+    metrics = FlowMetrics()
     decode = make_decoder(s, metrics)
     ctrl = control(WARM_TS, "halt", "c-x", market="NOPEUSDT")
     raw = encode(ctrl)
@@ -522,11 +522,11 @@ def test_decoder_dead_letters_control_for_unknown_market():
     assert out.chunks == [] and len(out.dead) == 1
     dead = out.dead[0]
     assert isinstance(dead, DeadLetter)
-    assert "unknown market" in dead.reason and "NOPEUSDT" in dead.reason
+    assert dead.reason == "unknown_market" and "NOPEUSDT" in dead.detail
     assert dead.market == "NOPEUSDT" and dead.raw == raw
     assert (
         metrics.registry.get_sample_value(
-            "maker_dead_letters_total", {"source": dead.source, "reason": "unknown market"}
+            "maker_dead_letters_total", {"source": dead.source, "reason": "unknown_market"}
         )
         == 1.0
     )
@@ -573,7 +573,7 @@ def test_refused_event_is_one_dead_letter_and_changes_nothing(case):
     assert len(out.dead) == 1 and out == Outputs(dead=out.dead)
     dead = out.dead[0]
     assert isinstance(dead, DeadLetter)
-    assert needle in dead.reason
+    assert needle in dead.detail
     assert dead.market == MKT and dead.raw == encode(event)
     assert pickle.dumps(rt) == before
     # refused again the same way: nothing was remembered from the first attempt
@@ -604,8 +604,8 @@ GAUGES = (
 )
 
 
-def gauges_after(rt: MarketRuntime, out: Outputs) -> tuple[Metrics, dict[str, float | None]]:
-    metrics = Metrics()
+def gauges_after(rt: MarketRuntime, out: Outputs) -> tuple[FlowMetrics, dict[str, float | None]]:
+    metrics = FlowMetrics()
     metrics.observe(rt.view(), rt.stats, 1, 0.0, out)
     return metrics, {g: metrics.registry.get_sample_value(g, {"market": MKT}) for g in GAUGES}
 
@@ -681,7 +681,7 @@ def test_metrics_gauges_clear_after_resume_and_fresh_data():
     out = warm_runtime(rt)
     _halt(rt, out)
     _stale(rt, out)
-    metrics = Metrics()
+    metrics = FlowMetrics()
     metrics.observe(rt.view(), rt.stats, 1, 0.0, out)
     get = metrics.registry.get_sample_value
     assert get("maker_kill_switch_active", {"market": MKT}) == 1.0
