@@ -389,6 +389,8 @@ ALERT_TESTS = INFRA / "prometheus" / "alerts.test.yml"
 UNMARKETED = (
     "up",
     "mmflow_ingest_",
+    "mmflow_exec_user_stream_connected",
+    "mmflow_exec_rate_budget_used",
     "maker_dead_letters_total",
     "maker_kafka_errors_total",
     "maker_consumer_lag",
