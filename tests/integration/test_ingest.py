@@ -14,6 +14,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from decimal import Decimal as D
 from pathlib import Path
 
 import orjson
@@ -286,11 +287,14 @@ def test_spot_frames_and_a_malformed_one(kafka_bootstrap, unique_topic_prefix, t
     expected = [e for e in read_frames(SPOT)[0] if type(e) in (BookTick, Trade)]
     sim = _sim("binance-spot", path)
     try:
-        # The spot recording has no REST snapshot: before anything is replayed the simulator's
-        # depth answer is an empty book (later, its top of book as one level a side) stamped with
-        # the last replayed diff's update id.
-        status, _, empty = call(sim, "GET", "/api/v3/depth", {"symbol": "ETHUSDT", "limit": 1000})
-        assert status == 200 and empty == {"lastUpdateId": 0, "bids": [], "asks": []}
+        # The spot recording has no REST snapshot: the simulator's depth answer is its top of
+        # book as one level a side, stamped with the last replayed diff's update id; before
+        # anything is replayed, the recording's opening quote with update id 0.
+        opening = next(e for e in expected if isinstance(e, BookTick))
+        status, _, before = call(sim, "GET", "/api/v3/depth", {"symbol": "ETHUSDT", "limit": 1000})
+        assert status == 200 and before["lastUpdateId"] == 0
+        assert [[D(p), D(q)] for p, q in before["bids"]] == [[opening.bid_px, opening.bid_qty]]
+        assert [[D(p), D(q)] for p, q in before["asks"]] == [[opening.ask_px, opening.ask_qty]]
         samples = _ingest(
             sim, sets, tmp_path, len(expected), "--venue", "binance-spot", "--symbols", "ETHUSDT", "--depth"
         )
