@@ -8,12 +8,11 @@ import logging
 import os
 import sys
 
-from mmflow.cli.args import common
+from mmflow.cli.args import broker_unusable, common, kafka_settings, serving
 from mmflow.cli.stopping import stop_event
-from mmflow.config import ConfigError, load_settings
+from mmflow.config import ConfigError
 from mmflow.connectors.binance_exec import ExchangeDown, Executor
 from mmflow.connectors.binance_rest import ApiError, Unreachable
-from mmflow.connectors.kafka_io import broker_problem
 from mmflow.connectors.metrics import ExecMetrics
 from mmflow.exchange_orders import ClientIdError, check_prefix
 
@@ -39,17 +38,10 @@ def cmd_execute(args: argparse.Namespace) -> int:
     symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
     if not symbols:
         raise ConfigError("execute: give --symbols SYM[,SYM...]")
-    data = list(args.set or [])
-    if args.bootstrap:
-        data.append(f"kafka.bootstrap_servers={args.bootstrap}")
-    settings = load_settings(args.preset, args.config, data)
-    problem = broker_problem(settings.kafka)
-    if problem is not None:
-        print(f"mmflow execute: {problem}", file=sys.stderr)
+    settings = kafka_settings(args)
+    if broker_unusable(settings, "execute"):
         return 1
-    metrics = ExecMetrics()
-    if args.metrics_port is not None:
-        metrics.serve(args.metrics_port, settings.metrics.host)
+    metrics = serving(ExecMetrics(), args, settings)
     ex = Executor(
         settings,
         args.venue,

@@ -15,9 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mmflow.cli.args import common
+from mmflow.cli.args import broker_unusable, common, kafka_settings, overrides, serving
 from mmflow.cli.stopping import stop_event
-from mmflow.config import Settings, load_settings
 from mmflow.connectors.files import load_inputs
 from mmflow.connectors.kafka_io import DeliveryErrors, broker_problem, create_topics, producer, publish_event
 from mmflow.connectors.metrics import IngestMetrics, VenueMetrics
@@ -28,15 +27,8 @@ from mmflow.models import Control, Fill
 from mmflow.wire import encode
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    data = list(args.set or [])
-    if getattr(args, "bootstrap", None):
-        data.append(f"kafka.bootstrap_servers={args.bootstrap}")
-    return load_settings(args.preset, args.config, data)
-
-
 def cmd_topics(args: argparse.Namespace) -> int:
-    created = create_topics(_settings(args).kafka, args.partitions)
+    created = create_topics(kafka_settings(args).kafka, args.partitions)
     print(f"created {created or 'nothing (all exist)'}")
     return 0
 
@@ -44,7 +36,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_feed(args: argparse.Namespace) -> int:
     """Publish a recording to the market-data topic, paced or as fast as possible; exit 1 with the
     number of events the broker did not take."""
-    settings = _settings(args)
+    settings = kafka_settings(args)
     events, dead = load_inputs(args.quotes or [], args.trades or [], [], settings.markets)
     if dead:
         print(f"feed: {len(dead)} invalid rows skipped (first: {dead[0].detail})", file=sys.stderr)
@@ -98,20 +90,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if bool(args.ws_url) != bool(args.rest_url):
         print("mmflow ingest: --ws-url and --rest-url go together", file=sys.stderr)
         return 2
-    settings = _settings(args)
+    settings = kafka_settings(args)
     unknown = [f"{venue.prefix}:{s}" for s in symbols if f"{venue.prefix}:{s}" not in settings.markets]
     if unknown:
         print(
             f"mmflow ingest: no instrument spec for {', '.join(unknown)}: the flow will refuse them",
             file=sys.stderr,
         )
-    problem = broker_problem(settings.kafka)
-    if problem is not None:
-        print(f"mmflow ingest: {problem}", file=sys.stderr)
+    if broker_unusable(settings, "ingest"):
         return 1
-    metrics = IngestMetrics()
-    if args.metrics_port is not None:
-        metrics.serve(args.metrics_port, settings.metrics.host)
+    metrics = serving(IngestMetrics(), args, settings)
     out = KafkaOut(
         settings.kafka, venue.name, metrics, **{"message.timeout.ms": str(int(args.timeout * 1000))}
     )
@@ -152,11 +140,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     env["MMFLOW_RUN_PRESET"] = args.preset or ""
     env["MMFLOW_RUN_CONFIG"] = args.config or ""
-    sets = list(args.set or [])
-    if args.bootstrap:
-        sets.append(f"kafka.bootstrap_servers={args.bootstrap}")
-    env["MMFLOW_RUN_SET"] = json.dumps(sets)
-    settings = _settings(args)  # fail here, naming the field, rather than inside the workers
+    env["MMFLOW_RUN_SET"] = json.dumps(overrides(args))
+    settings = kafka_settings(args)  # fail here, naming the field, rather than inside the workers
     cmd = [sys.executable, "-m", "mmflow.flows.live", "-w", str(args.workers)]
     if args.until_end:
         cmd.append("--until-end")
@@ -175,9 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
             return 2
         cmd += ["-r", args.recovery_dir, "-s", str(args.snapshot_interval), "-b", str(args.backup_interval)]
-    problem = broker_problem(settings.kafka)
-    if problem is not None:
-        print(f"mmflow run: {problem}", file=sys.stderr)
+    if broker_unusable(settings, "run"):
         return 1
     sys.stdout.flush()
     sys.stderr.flush()
@@ -200,14 +183,10 @@ def cmd_recovery_init(args: argparse.Namespace) -> int:
 def cmd_venue(args: argparse.Namespace) -> int:
     """The paper execution connector until SIGINT/SIGTERM (a clean stop) or ``--seconds``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = _settings(args)
-    problem = broker_problem(settings.kafka)
-    if problem is not None:
-        print(f"mmflow venue: {problem}", file=sys.stderr)
+    settings = kafka_settings(args)
+    if broker_unusable(settings, "venue"):
         return 1
-    metrics = VenueMetrics()
-    if args.metrics_port is not None:
-        metrics.serve(args.metrics_port, settings.metrics.host)
+    metrics = serving(VenueMetrics(), args, settings)
     stop_on_sigterm()
     try:
         VenueService(settings, group_id=args.group_id, metrics=metrics).run(args.seconds)
@@ -222,7 +201,7 @@ def cmd_control(args: argparse.Namespace) -> int:
     Exit 1 when the broker did not take it (no broker, or this principal may not write the
     control topic: see docs/kafka-security.md); the flow logs and counts every command it applies.
     """
-    settings = _settings(args)
+    settings = kafka_settings(args)
     market = "*" if args.all else args.market
     if not market:
         print("mmflow control: give --market NAME or --all", file=sys.stderr)
@@ -257,7 +236,7 @@ def cmd_control(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    paths = record(_settings(args).kafka, Path(args.out), idle_s=args.idle)
+    paths = record(kafka_settings(args).kafka, Path(args.out), idle_s=args.idle)
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
