@@ -102,3 +102,12 @@ def call(
 
 def signed(sim: SimServer, method: str, path: str, **params: Any) -> tuple[int, dict[str, str], Any]:
     return call(sim, method, path, params, signed=True, key=KEY)
+
+
+#: A post-only buy of BTCUSDT's minimum size: the order the tests rest below the touch.
+GTX_BUY = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTX", "quantity": "0.001"}
+
+
+def gtx_buy(sim: SimServer, px: Any, **extra: Any) -> tuple[int, dict[str, str], Any]:
+    """``POST /fapi/v1/order`` of ``GTX_BUY`` at ``px`` (plus ``extra``, e.g. newClientOrderId)."""
+    return signed(sim, "POST", "/fapi/v1/order", **GTX_BUY, price=str(px), **extra)

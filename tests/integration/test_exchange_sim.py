@@ -25,7 +25,7 @@ import pytest
 from mmflow.connectors.exchange_sim.app import SimConfig
 from mmflow.connectors.exchange_sim.exchange_info import DEFAULT_RATE_LIMITS
 from tests.conftest import DATA
-from tests.integration.exchange_sim_client import KEY, SECRET, SimServer, call, signed
+from tests.integration.exchange_sim_client import GTX_BUY, KEY, SECRET, SimServer, call, gtx_buy, signed
 
 BTC_FRAMES = DATA / "raw" / "binance-futures_BTCUSDT_2024-08-08.txt.gz"
 ETH_FRAMES = DATA / "raw" / "binance_ETHUSDT_2024-08-09.txt.gz"
@@ -137,7 +137,7 @@ def test_usdm_signature_and_recv_window_errors(usdm: SimServer) -> None:
 def test_usdm_order_lifecycle_by_order_id_and_client_id(usdm: SimServer) -> None:
     bid, _ = _touch(usdm, "/fapi/v1/ticker/bookTicker", "BTCUSDT")
     px = str(bid - 100)
-    new = dict(symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTX", quantity="0.001", price=px)
+    new = GTX_BUY | {"price": px}
     status, headers, order = call(
         usdm,
         "POST",
@@ -188,10 +188,7 @@ def test_usdm_filters_are_checked(usdm: SimServer) -> None:
 
 def test_usdm_crossing_gtx_is_rejected_5022_and_not_recorded(usdm: SimServer) -> None:
     _, ask = _touch(usdm, "/fapi/v1/ticker/bookTicker", "BTCUSDT")
-    order = dict(
-        symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTX", quantity="0.001", price=str(ask)
-    )
-    status, _, err = signed(usdm, "POST", "/fapi/v1/order", **order, newClientOrderId="cross-1")
+    status, _, err = gtx_buy(usdm, ask, newClientOrderId="cross-1")
     assert (status, err["code"]) == (400, -5022)
     assert (
         signed(usdm, "GET", "/fapi/v1/order", symbol="BTCUSDT", origClientOrderId="cross-1")[2]["code"]
@@ -236,12 +233,11 @@ def test_usdm_fill_produces_order_trade_update_and_account_update(usdm: SimServe
 
 def test_usdm_countdown_cancel_all_fires_unless_refreshed(usdm: SimServer) -> None:
     bid, _ = _touch(usdm, "/fapi/v1/ticker/bookTicker", "BTCUSDT")
-    order = dict(symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTX", quantity="0.001")
     key = call(usdm, "POST", "/fapi/v1/listenKey", key=KEY)[2]["listenKey"]
     countdown = dict(symbol="BTCUSDT", countdownTime=400)
 
     def refresh_then_lapse() -> tuple[int, str]:
-        kept = signed(usdm, "POST", "/fapi/v1/order", **order, price=str(bid - 200))[2]["orderId"]
+        kept = gtx_buy(usdm, bid - 200)[2]["orderId"]
         for _ in range(6):  # refreshed every 100 ms: never fires
             answer = signed(usdm, "POST", "/fapi/v1/countdownCancelAll", **countdown)[2]
             assert answer == {"symbol": "BTCUSDT", "countdownTime": "400"}
@@ -260,18 +256,7 @@ def test_usdm_countdown_cancel_all_fires_unless_refreshed(usdm: SimServer) -> No
 def test_usdm_all_open_orders_cancel(usdm: SimServer) -> None:
     bid, _ = _touch(usdm, "/fapi/v1/ticker/bookTicker", "BTCUSDT")
     for i in (1, 2):
-        px = str(bid - 300 - i)
-        signed(
-            usdm,
-            "POST",
-            "/fapi/v1/order",
-            symbol="BTCUSDT",
-            side="BUY",
-            type="LIMIT",
-            timeInForce="GTX",
-            quantity="0.001",
-            price=px,
-        )
+        gtx_buy(usdm, bid - 300 - i)
     assert len(signed(usdm, "GET", "/fapi/v1/openOrders", symbol="BTCUSDT")[2]) == 2
     done = signed(usdm, "DELETE", "/fapi/v1/allOpenOrders", symbol="BTCUSDT")[2]
     assert done == {"code": 200, "msg": "The operation of cancel all open order is done."}
@@ -634,18 +619,7 @@ def test_command_serves_with_the_secret_from_the_environment() -> None:
 def test_usdm_modify_changes_price_and_quantity_in_place(usdm: SimServer) -> None:
     """PUT /fapi/v1/order: same orderId and clientOrderId, new price and size; one order open."""
     bid, _ = _touch(usdm, "/fapi/v1/ticker/bookTicker", "BTCUSDT")
-    placed = signed(
-        usdm,
-        "POST",
-        "/fapi/v1/order",
-        symbol="BTCUSDT",
-        side="BUY",
-        type="LIMIT",
-        timeInForce="GTX",
-        quantity="0.001",
-        price=str(bid - 400),
-        newClientOrderId="mm-modify-1",
-    )[2]
+    placed = gtx_buy(usdm, bid - 400, newClientOrderId="mm-modify-1")[2]
     status, _, body = signed(
         usdm,
         "PUT",

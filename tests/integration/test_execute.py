@@ -36,7 +36,7 @@ from mmflow.models import (
 )
 from mmflow.wire import decode_input, encode
 from tests.conftest import DATA
-from tests.integration.exchange_sim_client import KEY, SECRET, SimServer, call, signed
+from tests.integration.exchange_sim_client import KEY, SECRET, SimServer, call, gtx_buy, signed
 from tests.integration.test_kafka_e2e import mmflow, topic_sets
 from tests.integration.test_metrics_http import free_port, scrape
 
@@ -244,18 +244,7 @@ def _metric(port: int, name: str, **labels: str) -> float:
 
 
 def _manual(sim: SimServer, cid: str, px: D) -> None:
-    status, _, body = signed(
-        sim,
-        "POST",
-        "/fapi/v1/order",
-        symbol="BTCUSDT",
-        side="BUY",
-        type="LIMIT",
-        timeInForce="GTX",
-        quantity="0.001",
-        price=str(px),
-        newClientOrderId=cid,
-    )
+    status, _, body = gtx_buy(sim, px, newClientOrderId=cid)
     assert status == 200, body
 
 
