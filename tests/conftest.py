@@ -15,6 +15,9 @@ BTC_QUOTES = DATA / "binance-futures_quotes_2024-08-08_BTCUSDT.csv.gz"
 BTC_TRADES = DATA / "binance-futures_trades_2024-08-08_BTCUSDT.csv.gz"
 SOL_QUOTES = DATA / "bybit_quotes_2026-08-09_SOLUSDT.csv.gz"
 SOL_TRADES = DATA / "bybit_trades_2026-08-09_SOLUSDT.csv.gz"
+BTC_FRAMES = DATA / "raw" / "binance-futures_BTCUSDT_2024-08-08.txt.gz"
+ETH_FRAMES = DATA / "raw" / "binance_ETHUSDT_2024-08-09.txt.gz"
+EXCHANGE_INFO = DATA / "exchange" / "binance-futures_rest_2021-07-22.txt.gz"
 
 
 @pytest.fixture(scope="session")

@@ -37,10 +37,13 @@ from tests.integration.kafka_broker import create_topic
 from tests.integration.test_execute import Intents
 from tests.integration.test_kafka_e2e import REPO, mmflow, topic_sets
 from tests.integration.trading_loop import BTC, BTC_FRAMES, EXCHANGE_INFO, Proc
+from tests.integration.trading_loop import until as polled
 
 TESTNET_REST = "https://testnet.binancefuture.com"
 SYMBOL = "BTCUSDT"
 COUNTDOWN_S = 10
+#: Polling the account's REST endpoints twice a second stays far inside the testnet's weight budget.
+POLL_S = 0.5
 
 
 @dataclass
@@ -125,12 +128,7 @@ class Checks:
 
 
 def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.5)
-    return value
+    return polled(check, timeout, what, every=POLL_S)
 
 
 class Session:
@@ -146,8 +144,7 @@ class Session:
             f"strategy.quoting.base_size={qty}",
         ]
         self.account, self.urls, self.tmp, self.qty = account, urls, tmp, qty
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "MMFLOW_API_KEY": account.key}
-        self.env["MMFLOW_API_SECRET"] = account.secret
+        self.env = {"MMFLOW_API_KEY": account.key, "MMFLOW_API_SECRET": account.secret}
         self.intents = Intents(self.sets)
         self.logs = 0
 
@@ -158,9 +155,7 @@ class Session:
     def start(self) -> Proc:
         self.logs += 1
         proc = Proc(self.args(), self.tmp / f"execute{self.logs}.log", self.env)
-        until(lambda: "execute: ready" in proc.text() or not proc.alive(), 120, "execute never got ready")
-        if not proc.alive():
-            raise RuntimeError(proc.text()[-1500:])
+        proc.wait_for("execute: ready", 120)
         return proc
 
     def records(self, topic: str, kind: type) -> list[Any]:
@@ -277,7 +272,7 @@ def run_checks(account: Account, urls: list[str], bootstrap: str, tmp: Path) -> 
         return line.split("execute: ", 1)[-1]
 
     def bad_secret() -> str:
-        env = {**s.env, "MMFLOW_API_SECRET": "not-the-secret-" + str(time.time_ns())}
+        env = {**os.environ, **s.env, "MMFLOW_API_SECRET": "not-the-secret-" + str(time.time_ns())}
         done = subprocess.run(s.args(), cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
         lines = [ln for ln in done.stderr.splitlines() if ln.startswith("mmflow")]
         assert done.returncode == 2 and len(lines) == 1, (done.returncode, done.stderr[-800:])

@@ -24,12 +24,9 @@ import pytest
 
 from mmflow.connectors.exchange_sim.app import SimConfig
 from mmflow.connectors.exchange_sim.exchange_info import DEFAULT_RATE_LIMITS
-from tests.conftest import DATA
+from tests.conftest import BTC_FRAMES, ETH_FRAMES, EXCHANGE_INFO
 from tests.integration.exchange_sim_client import GTX_BUY, KEY, SECRET, SimServer, call, gtx_buy, signed
 
-BTC_FRAMES = DATA / "raw" / "binance-futures_BTCUSDT_2024-08-08.txt.gz"
-ETH_FRAMES = DATA / "raw" / "binance_ETHUSDT_2024-08-09.txt.gz"
-EXCHANGE_INFO = DATA / "exchange" / "binance-futures_rest_2021-07-22.txt.gz"
 D = Decimal
 
 

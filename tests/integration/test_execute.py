@@ -9,10 +9,9 @@ to the intents topic; what reaches the exchange is read back from the simulator'
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal as D
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,16 +34,14 @@ from mmflow.models import (
     QuoteIntent,
 )
 from mmflow.wire import decode_input, encode
-from tests.conftest import DATA
+from tests.conftest import BTC_FRAMES, ETH_FRAMES, EXCHANGE_INFO
 from tests.integration.exchange_sim_client import KEY, SECRET, SimServer, call, gtx_buy, signed
 from tests.integration.test_kafka_e2e import mmflow, topic_sets
 from tests.integration.test_metrics_http import free_port, scrape
+from tests.integration.trading_loop import Proc, until
 
 pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[2]
-BTC_FRAMES = DATA / "raw" / "binance-futures_BTCUSDT_2024-08-08.txt.gz"
-ETH_FRAMES = DATA / "raw" / "binance_ETHUSDT_2024-08-09.txt.gz"
-EXCHANGE_INFO = DATA / "exchange" / "binance-futures_rest_2021-07-22.txt.gz"
 BTC = "binance-futures:BTCUSDT"
 T = TypeVar("T")
 
@@ -85,37 +82,15 @@ def _env(secret: str = SECRET) -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "MMFLOW_API_KEY": KEY, "MMFLOW_API_SECRET": secret}
 
 
-class Execute:
-    """``mmflow execute`` in its own process group, its output in a log file."""
+class Execute(Proc):
+    """``mmflow execute`` against ``sim``, ready to take intents."""
 
     def __init__(self, sim: SimServer, sets: list[str], log: Path, *extra: str) -> None:
-        self.log = log
-        self.proc = subprocess.Popen(
-            _args(sim, sets, *extra),
-            cwd=REPO,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=_env(),
-        )
-        _until(lambda: "execute: ready" in self.text() or self._died(), 90, "execute never got ready")
-        assert self.proc.poll() is None, self.text()[-3000:]
+        super().__init__(_args(sim, sets, *extra), log, _env())
+        self.wait_for("execute: ready", 90)
 
-    def _died(self) -> bool:
-        return self.proc.poll() is not None
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        return self.proc.wait(30)
+    def stop(self, timeout: float = 30) -> int:
+        return super().stop(timeout)
 
 
 @pytest.fixture
@@ -124,16 +99,6 @@ def running() -> Iterator[list[Execute]]:
     yield started
     for ex in started:
         ex.kill()
-
-
-def _until(check: Callable[[], T], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
 
 
 class Intents:
@@ -261,19 +226,19 @@ def test_quotes_become_orders_replaced_and_cancel_all_spares_other_orders(
     intents = Intents(sets)
     intents.quote(bid - D("100.075"), ask + D("100.005"))  # off the 0.01 tick: bid down, ask up
     b1, s1 = intents.cid(1, "b"), intents.cid(1, "s")
-    orders = _until(lambda: _open_with(sim, {b1, s1}), 30, "the quote never rested")
+    orders = until(lambda: _open_with(sim, {b1, s1}), 30, "the quote never rested")
     assert D(orders[b1]["price"]) == bid - D("100.08") and orders[b1]["timeInForce"] == "GTX"
     assert D(orders[s1]["price"]) == ask + D("100.01")
     assert D(orders[b1]["origQty"]) == D("0.01") and orders[s1]["side"] == "SELL"
 
     intents.quote(bid - 50, ask + 50)
     b2, s2 = intents.cid(2, "b"), intents.cid(2, "s")
-    _until(lambda: set(_open(sim)) == {"manual-1", b2, s2}, 30, "the second quote did not replace the first")
+    until(lambda: set(_open(sim)) == {"manual-1", b2, s2}, 30, "the second quote did not replace the first")
 
     intents.send(CancelAllIntent(market=BTC, ts=time.time_ns() // 1000, intent_id=intents.next_id()))
-    _until(lambda: set(_open(sim)) == {"manual-1"}, 30, "cancel-all left the bot's orders or took another's")
+    until(lambda: set(_open(sim)) == {"manual-1"}, 30, "cancel-all left the bot's orders or took another's")
 
-    updates = _until(
+    updates = until(
         lambda: (
             (u := [r for r in intents.records(intents.kafka.orders_topic) if isinstance(r, OrderUpdate)])
             and len(u) >= 8
@@ -300,7 +265,7 @@ def test_a_crossing_quote_is_rejected_post_only(
     running.append(Execute(sim, sets, tmp_path / "execute.log"))
     intents = Intents(sets)
     q = intents.quote(ask, None)  # a bid at the ask would take: GTX refuses it (-5022)
-    (update,) = _until(
+    (update,) = until(
         lambda: [r for r in intents.records(intents.kafka.orders_topic) if isinstance(r, OrderUpdate)],
         30,
         "no order update",
@@ -335,7 +300,7 @@ def test_a_fill_reaches_the_fills_and_orders_topics_and_positions_match_position
         inventory=D(0),
     )
     intents.send(hedge)
-    fills = _until(
+    fills = until(
         lambda: [f for f in intents.records(intents.kafka.fills_topic) if isinstance(f, Fill)],
         30,
         "no fill on the fills topic",
@@ -349,7 +314,7 @@ def test_a_fill_reaches_the_fills_and_orders_topics_and_positions_match_position
         "hedge",
     )
     assert fill.px == ask and fill.fee > 0 and fill.fill_id.startswith(f"{BTC}-Tb-")
-    updates = _until(
+    updates = until(
         lambda: [u for u in intents.records(intents.kafka.orders_topic) if isinstance(u, OrderUpdate)],
         30,
         "no order update",
@@ -363,7 +328,7 @@ def test_a_fill_reaches_the_fills_and_orders_topics_and_positions_match_position
         pos = [p for p in intents.records(intents.kafka.positions_topic) if isinstance(p, Position)]
         return pos[-1] if pos and pos[-1].position == D(risk["positionAmt"]) and pos[-1].fills == 1 else None
 
-    pos = _until(latest, 30, "no position equal to positionRisk")
+    pos = until(latest, 30, "no position equal to positionRisk")
     assert pos.market == BTC and pos.position != 0
     # back to flat for the other tests
     signed(
@@ -388,10 +353,10 @@ def test_sigkill_the_countdown_cancels_and_a_restart_reconciles(
     running.append(ex)
     intents = Intents(sets)
     intents.quote(bid - 100, ask + 100)
-    _until(lambda: {intents.cid(1, "b"), intents.cid(1, "s")} <= set(_open(sim)), 30, "no quote resting")
+    until(lambda: {intents.cid(1, "b"), intents.cid(1, "s")} <= set(_open(sim)), 30, "no quote resting")
     ex.kill()
     killed = time.monotonic()
-    _until(lambda: not _open(sim), 10, "the bot's orders outlived the countdown")
+    until(lambda: not _open(sim), 10, "the bot's orders outlived the countdown")
     assert time.monotonic() - killed < 2 + 1.5
     # As if a dead process had left one (the countdown was not yet due), beside another client's.
     _manual(sim, "mmf-1a2b-7b", bid - 300)
@@ -454,7 +419,7 @@ def test_a_burst_of_429s_is_backed_off(
     sim.faults(fail_status=429, fail_for_s=2)
     started = time.monotonic()
     intents.quote(bid - 100, ask + 100)
-    _until(lambda: {intents.cid(1, "b"), intents.cid(1, "s")} <= set(_open(sim)), 30, "never placed")
+    until(lambda: {intents.cid(1, "b"), intents.cid(1, "s")} <= set(_open(sim)), 30, "never placed")
     assert time.monotonic() - started >= 1.0
     assert "backing off per Retry-After" in ex.text()
     assert ex.stop() == 0
@@ -470,10 +435,10 @@ def test_a_retry_after_a_timeout_never_creates_a_second_order(
     sim.faults(delay_ms=1200)  # every answer later than the client waits: it cannot know
     intents.quote(bid - 100, None)
     cid = intents.cid(1, "b")
-    _until(lambda: "unanswered" in ex.text(), 30, "the request did not time out")
+    until(lambda: "unanswered" in ex.text(), 30, "the request did not time out")
     time.sleep(2.5)
     sim.faults(delay_ms=0)
-    _until(lambda: cid in _open(sim), 30, "never placed")
+    until(lambda: cid in _open(sim), 30, "never placed")
     time.sleep(2)  # any retry has had its chance
     account = sim.runner.app[EXCHANGE].account
     assert [o.client_id for o in account.orders.values()].count(cid) == 1
@@ -506,7 +471,7 @@ def test_spot_quotes_are_limit_maker_and_a_hedge_fill_moves_the_base_position(
             }
             return orders if {intents.cid(1, "b"), intents.cid(1, "s")} <= set(orders) else None
 
-        orders = _until(resting, 30, "the spot quote never rested")
+        orders = until(resting, 30, "the spot quote never rested")
         assert {o["type"] for o in orders.values()} == {"LIMIT_MAKER"}
         hedge = HedgeIntent(
             market=market,
@@ -520,7 +485,7 @@ def test_spot_quotes_are_limit_maker_and_a_hedge_fill_moves_the_base_position(
             inventory=D(0),
         )
         intents.send(hedge)
-        (fill,) = _until(
+        (fill,) = until(
             lambda: [f for f in intents.records(intents.kafka.fills_topic) if isinstance(f, Fill)],
             30,
             "no fill",
@@ -533,7 +498,7 @@ def test_spot_quotes_are_limit_maker_and_a_hedge_fill_moves_the_base_position(
         )
         eth = next(b for b in signed(spot, "GET", "/api/v3/account")[2]["balances"] if b["asset"] == "ETH")
         held = D(eth["free"]) + D(eth["locked"])
-        _until(
+        until(
             lambda: any(
                 isinstance(p, Position) and p.position == held and p.fills == 1
                 for p in intents.records(intents.kafka.positions_topic)
@@ -558,12 +523,12 @@ def test_a_dropped_user_stream_reconnects_and_recovers_the_fill_and_the_cancel_i
     ex, port, intents = _started(sim, sets, tmp_path, running)
     quote = intents.quote(bid - 100, None)
     b1 = intents.cid(1, "b")
-    _until(lambda: b1 in _open(sim), 30, "the quote never rested")
+    until(lambda: b1 in _open(sim), 30, "the quote never rested")
     # From now on every user-stream message drops its connection instead of arriving: whatever
     # reaches the topics comes from REST (order answers, or the recovery after each reconnect).
     sim.faults(ws_drop_after=0)
     buy = _hedge(intents, "buy", ask + 50)
-    (fill,) = _until(
+    (fill,) = until(
         lambda: [f for f in _of(intents, intents.kafka.fills_topic, Fill) if f.intent_id == buy.intent_id],
         30,
         "the hedge's fill, which the stream never delivered, was not recovered",
@@ -574,16 +539,16 @@ def test_a_dropped_user_stream_reconnects_and_recovers_the_fill_and_the_cancel_i
         ends = [u for u in _of(intents, intents.kafka.orders_topic, OrderUpdate) if u.status == "cancelled"]
         return any(u.intent_id == quote.intent_id for u in ends)
 
-    _until(cancelled, 30, "the quote another client cancelled while the stream was down was not recovered")
+    until(cancelled, 30, "the quote another client cancelled while the stream was down was not recovered")
     assert _metric(port, "mmflow_exec_recovered_total", market=BTC, kind="fill") == 1
     assert _metric(port, "mmflow_exec_recovered_total", market=BTC, kind="order_update") >= 1
     assert _metric(port, "mmflow_exec_user_stream_reconnects_total", venue="binance-usdm") >= 2
 
     sim.faults(ws_drop_after=None)  # the stream delivers again: trading goes on
     intents.quote(bid - 120, None)
-    _until(lambda: intents.cid(3, "b") in _open(sim), 30, "a quote after the reconnects never rested")
+    until(lambda: intents.cid(3, "b") in _open(sim), 30, "a quote after the reconnects never rested")
     sell = _hedge(intents, "sell", bid - 50)  # back to flat, its fill by the stream
-    _until(
+    until(
         lambda: any(f.intent_id == sell.intent_id for f in _of(intents, intents.kafka.fills_topic, Fill)),
         30,
         "no fill by the reconnected stream",
@@ -627,7 +592,7 @@ def test_a_storm_of_post_only_rejects_is_counted_within_the_rate_budget_and_trad
         coalesced = _metric(port, "mmflow_exec_intents_coalesced_total", market=BTC)
         return updates if len(updates) + 2 * coalesced == 2 * n else None
 
-    updates = _until(settled, 60, "not every quote was rejected or superseded")
+    updates = until(settled, 60, "not every quote was rejected or superseded")
     assert {(u.status, u.reason, u.kind) for u in updates} == {("rejected", POST_ONLY_REJECT, "quote")}
     per_side = {(u.intent_id, u.side) for u in updates}
     assert len(per_side) == len(updates) and {i for i, _ in per_side} <= sent
@@ -641,7 +606,7 @@ def test_a_storm_of_post_only_rejects_is_counted_within_the_rate_budget_and_trad
 
     intents.quote(bid - 100, ask + 100)
     last = intents.seq
-    _until(
+    until(
         lambda: {intents.cid(last, "b"), intents.cid(last, "s")} <= set(_open(sim)),
         30,
         "a quote that does not cross did not rest after the storm",
@@ -667,7 +632,7 @@ def test_a_server_clock_jump_beyond_recv_window_is_refused_counted_re_synced_and
         sim.faults(clock_skew_ms=skew)
         intents.quote(bid - 100 - intents.seq, None)
         cid = intents.cid(intents.seq, "b")
-        _until(lambda: cid in _open_at(sim, skew), 30, "no order after the clock jump")  # noqa: B023
+        until(lambda: cid in _open_at(sim, skew), 30, "no order after the clock jump")  # noqa: B023
         assert _placed(sim, cid) == 1  # the retry after -1021 was the same order, placed once
         if _metric(port, placement[0], **placement[1]) >= 1:
             break
@@ -690,7 +655,7 @@ def test_a_server_clock_skewed_before_the_start_is_measured_and_nothing_is_refus
     sim.faults(clock_skew_ms=skew)
     ex, port, intents = _started(sim, sets, tmp_path, running)
     intents.quote(bid - 100, None)
-    _until(lambda: intents.cid(1, "b") in _open_at(sim, skew), 30, "the quote never rested")
+    until(lambda: intents.cid(1, "b") in _open_at(sim, skew), 30, "the quote never rested")
     offset = _metric(port, "mmflow_exec_clock_offset_seconds", venue="binance-usdm")
     assert abs(offset - skew / 1000) < 1.0
     assert not [k for k in scrape(port) if k[0] == "mmflow_exec_clock_rejects_total"]
@@ -723,7 +688,7 @@ def test_spot_a_fill_the_dropped_user_stream_missed_is_recovered_once_from_my_tr
         intents = Intents(sets, "binance:ETHUSDT")
         spot.faults(ws_drop_after=0)
         buy = _hedge(intents, "buy", D(t["askPrice"]) + 5, D("0.01"))
-        (fill,) = _until(
+        (fill,) = until(
             lambda: _of(intents, intents.kafka.fills_topic, Fill),
             30,
             "the missed spot fill was not recovered",

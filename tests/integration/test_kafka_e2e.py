@@ -62,14 +62,15 @@ def run_ok(*args: str, timeout: float = 300) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def start(args: list[str], log: Path) -> subprocess.Popen:
+def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``args`` in a process group of its own, its output in ``log``; ``env`` adds variables."""
     return subprocess.Popen(
         args,
         cwd=REPO,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
 
 

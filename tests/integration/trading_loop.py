@@ -16,10 +16,11 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -28,18 +29,17 @@ from mmflow.connectors.exchange_sim.app import SimConfig
 from mmflow.connectors.recorder import read_topic
 from mmflow.models import Fill, OrderUpdate
 from mmflow.wire import decode_input
-from tests.conftest import DATA
+from tests.conftest import BTC_FRAMES, EXCHANGE_INFO
 from tests.integration.exchange_sim_client import KEY, SECRET, SimServer, call, signed
 from tests.integration.kafka_broker import create_topic
 from tests.integration.test_kafka_e2e import REPO, mmflow, start, topic_sets, wait_stable
 from tests.integration.test_metrics_http import free_port, scrape
 
-BTC_FRAMES = DATA / "raw" / "binance-futures_BTCUSDT_2024-08-08.txt.gz"
-EXCHANGE_INFO = DATA / "exchange" / "binance-futures_rest_2021-07-22.txt.gz"
 BTC_CONFIG = REPO / "infra" / "config" / "btcusdt-tight.yaml"
 BTC = "binance-futures:BTCUSDT"
 TOPICS = ("md", "fills", "intents", "dlq", "control", "positions", "orders", "venue-state", "state")
 Samples = dict[tuple[str, frozenset], float]
+T = TypeVar("T")
 
 
 @dataclass
@@ -95,23 +95,18 @@ class Proc:
 
     def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.log = log
-        if env is None:
-            self.proc = start(args, log)
-        else:
-            self.proc = subprocess.Popen(
-                args,
-                cwd=REPO,
-                stdout=log.open("wb"),
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=env,
-            )
+        self.proc = start(args, log, env)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def wait_for(self, line: str, timeout: float) -> None:
+        """Until the log says ``line``; fail with the log's end if the process ends first."""
+        until(lambda: line in self.text() or not self.alive(), timeout, f"{self.log.name}: never '{line}'")
+        assert self.alive(), self.text()[-3000:]
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM, then the exit code (SIGKILL if it does not end in time)."""
@@ -129,8 +124,11 @@ class Proc:
             self.proc.wait(10)
 
 
-def until(check: Any, timeout: float, what: str, procs: list[Proc] = ()) -> Any:
-    """Poll ``check`` until it is truthy; fail naming ``what`` (and a process that died)."""
+def until(
+    check: Callable[[], T], timeout: float, what: str, procs: Sequence[Proc] = (), every: float = 0.1
+) -> T:
+    """Poll ``check`` every ``every`` s until it is truthy; fail naming ``what`` (or a process
+    that died)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -139,7 +137,7 @@ def until(check: Any, timeout: float, what: str, procs: list[Proc] = ()) -> Any:
         for p in procs:
             assert p.alive(), f"{p.log.name} died: {p.text()[-3000:]}"
         assert time.monotonic() < deadline, what
-        time.sleep(0.2)
+        time.sleep(every)
 
 
 def loop_settings(bootstrap: str, prefix: str) -> tuple[Settings, list[str]]:
@@ -178,7 +176,7 @@ def run_loop(bootstrap: str, prefix: str, tmp: Path, speed: float) -> LoopResult
     )
     flow_port, exec_port = free_port(), free_port()
     urls = ["--rest-url", sim.base, "--ws-url", sim.ws_base]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MMFLOW_API_KEY": KEY, "MMFLOW_API_SECRET": SECRET}
+    env = {"MMFLOW_API_KEY": KEY, "MMFLOW_API_SECRET": SECRET}
     execute = Proc(
         mmflow(
             "execute",
@@ -196,7 +194,7 @@ def run_loop(bootstrap: str, prefix: str, tmp: Path, speed: float) -> LoopResult
     )
     procs = [execute]
     try:
-        until(lambda: "execute: ready" in execute.text(), 90, "execute never got ready", procs)
+        execute.wait_for("execute: ready", 90)
         flow = Proc(mmflow("run", "--metrics-port", str(flow_port), *cfg), tmp / "flow.log")
         procs.append(flow)
         until(lambda: _quiet_scrape(flow_port), 90, "the flow never served its metrics", procs)
