@@ -24,13 +24,12 @@ import orjson
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from mmflow.config import KafkaConfig, load_settings
+from mmflow.config import KafkaConfig
 from mmflow.connectors.recorder import read_topic
 from mmflow.models import Fill, Position
 from mmflow.wire import decode_input, encode
 from tests.conftest import BTC_QUOTES, BTC_TRADES
-from tests.integration.kafka_broker import create_topic
-from tests.integration.test_kafka_e2e import REPO, mmflow, run_ok, start, stop, topic_sets, wait_stable
+from tests.integration.test_kafka_e2e import REPO, kafka_session, mmflow, run_ok, start, stop, wait_stable
 from tests.integration.test_kafka_recovery import independent_fifo_from, kafka_sh, own_broker
 from tests.integration.test_metrics_http import free_port, scrape
 from tests.integration.test_replay import BTC_CONFIG
@@ -100,11 +99,8 @@ def one_content_per_id(values: list[bytes], key: str) -> int:
 
 def run_scenario(fault: str, moment: float, env: dict[str, str], tmp: Path, prefix: str) -> dict[str, object]:
     bootstrap = f"127.0.0.1:{env['KAFKA_PORT']}"
-    sets = [*topic_sets(prefix), f"kafka.state_topic={prefix}.state", f"kafka.bootstrap_servers={bootstrap}"]
-    settings = load_settings("phase2", BTC_CONFIG, sets)
-    for name in ("md", "fills", "orders", "control", "intents", "dlq", "positions", "fills.journal", "state"):
-        create_topic(bootstrap, f"{prefix}.{name}", partitions=1 if name == "state" else 2)
-    cfg = ["--preset", "phase2", "--config", str(BTC_CONFIG), *[a for s in sets for a in ("--set", s)]]
+    topics = ("md", "fills", "orders", "control", "intents", "dlq", "positions", "fills.journal", "state")
+    _, settings, cfg = kafka_session(bootstrap, prefix, topics, config=BTC_CONFIG)
     recovery = tmp / "recovery"
     assert subprocess.run(mmflow("recovery-init", str(recovery)), cwd=REPO).returncode == 0
     producer = Producer({"bootstrap.servers": bootstrap})
@@ -242,15 +238,10 @@ def test_a_divergence_on_the_positions_topic_halts_until_resumed(
     """The venue says it holds 0.043 while the books hold 0: past the in-flight window the market
     halts (cancel all), the gauges say so, the log has both numbers; a resume lifts it."""
     prefix = unique_topic_prefix
-    sets = [
-        *topic_sets(prefix),
-        f"kafka.bootstrap_servers={kafka_bootstrap}",
-        "strategy.safety.stale_enabled=false",
-    ]
-    settings = load_settings("phase2", BTC_CONFIG, sets)
-    for name in ("md", "fills", "control", "intents", "dlq", "positions", "fills.journal"):
-        create_topic(kafka_bootstrap, f"{prefix}.{name}", partitions=2)
-    cfg = ["--preset", "phase2", "--config", str(BTC_CONFIG), *[a for s in sets for a in ("--set", s)]]
+    topics = ("md", "fills", "control", "intents", "dlq", "positions", "fills.journal")
+    _, settings, cfg = kafka_session(
+        kafka_bootstrap, prefix, topics, "strategy.safety.stale_enabled=false", config=BTC_CONFIG
+    )
     port = free_port()
     log = tmp_path / "flow.log"
     flow = start(mmflow("run", "--metrics-port", str(port), *cfg), log)

@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 from confluent_kafka import Producer
 
-from mmflow.config import load_settings
+from mmflow.config import Settings, load_settings
 from mmflow.connectors.files import load_inputs
 from mmflow.connectors.recorder import read_topic, record
 from mmflow.flows.replay import replay
@@ -50,6 +50,26 @@ def topic_sets(prefix: str) -> list[str]:
         f"kafka.venue_state_topic={prefix}.venue-state",
         f"kafka.group_id={prefix}",
     ]
+
+
+def kafka_session(
+    bootstrap: str,
+    prefix: str,
+    topics: tuple[str, ...],
+    *extra: str,
+    config: Path | None = None,
+    partitions: int = 2,
+) -> tuple[list[str], Settings, list[str]]:
+    """A test's own topics, created (``state``, where asked for, with one partition: its last record
+    per market is what a test reads), and the ``--set`` overrides, settings and command-line arguments that
+    name them (phase 2, ``config`` if given, then ``extra`` overrides)."""
+    state = [f"kafka.state_topic={prefix}.state"] if "state" in topics else []
+    sets = [*topic_sets(prefix), *state, f"kafka.bootstrap_servers={bootstrap}", *extra]
+    for name in topics:
+        create_topic(bootstrap, f"{prefix}.{name}", partitions=1 if name == "state" else partitions)
+    files = ["--config", str(config)] if config is not None else []
+    args = ["--preset", "phase2", *files, *[a for s in sets for a in ("--set", s)]]
+    return sets, load_settings("phase2", config, sets), args
 
 
 def mmflow(*args: str) -> list[str]:

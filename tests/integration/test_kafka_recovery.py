@@ -28,6 +28,7 @@ from tests.conftest import BTC_QUOTES, BTC_TRADES
 from tests.integration.kafka_broker import create_topic
 from tests.integration.test_kafka_e2e import (
     REPO,
+    kafka_session,
     mmflow,
     run_ok,
     start,
@@ -245,11 +246,8 @@ def test_broker_restart_during_a_live_run_loses_nothing(tmp_path, unique_topic_p
     env = own_broker(tmp_path)
     bootstrap = f"127.0.0.1:{env['KAFKA_PORT']}"
     prefix = unique_topic_prefix
-    sets = [*topic_sets(prefix), f"kafka.bootstrap_servers={bootstrap}"]
-    settings = load_settings("phase2", BTC_CONFIG, sets)
-    for name in ("md", "fills", "control", "intents", "dlq", "fills.journal"):
-        create_topic(bootstrap, f"{prefix}.{name}", partitions=2)
-    cfg_args = ["--preset", "phase2", "--config", str(BTC_CONFIG), *[a for s in sets for a in ("--set", s)]]
+    topics = ("md", "fills", "control", "intents", "dlq", "fills.journal")
+    _, settings, cfg_args = kafka_session(bootstrap, prefix, topics, config=BTC_CONFIG)
     metrics_port = free_port()
     venue = start(mmflow("venue", *cfg_args), tmp_path / "venue.log")
     flow = start(mmflow("run", "--metrics-port", str(metrics_port), *cfg_args), tmp_path / "flow.log")

@@ -13,11 +13,9 @@ import polars as pl
 import pytest
 from confluent_kafka import Producer
 
-from mmflow.config import load_settings
 from mmflow.connectors.recorder import read_topic
 from tests.conftest import SOL_QUOTES, SOL_TRADES
-from tests.integration.kafka_broker import create_topic
-from tests.integration.test_kafka_e2e import mmflow, run_ok, start, stop, topic_sets
+from tests.integration.test_kafka_e2e import kafka_session, mmflow, run_ok, start, stop
 from tests.integration.test_kafka_kill_switch import gauge, wait_for
 from tests.integration.test_metrics_http import free_port
 
@@ -30,11 +28,8 @@ def test_live_session_with_halt_resume_and_timer_replays_every_intent(
     kafka_bootstrap, unique_topic_prefix, tmp_path, data_dir
 ) -> None:
     prefix = unique_topic_prefix
-    sets = [*topic_sets(prefix), f"kafka.bootstrap_servers={kafka_bootstrap}"]
-    settings = load_settings("phase2", None, sets)
-    for name in ("md", "fills", "control", "intents", "dlq", "positions", "orders", "fills.journal"):
-        create_topic(kafka_bootstrap, f"{prefix}.{name}", partitions=1)
-    args = ["--preset", "phase2", *[a for s in sets for a in ("--set", s)]]
+    topics = ("md", "fills", "control", "intents", "dlq", "positions", "orders", "fills.journal")
+    _, settings, args = kafka_session(kafka_bootstrap, prefix, topics, partitions=1)
     port = free_port()
     venue = start(mmflow("venue", *args), tmp_path / "venue.log")
     flow = start(mmflow("run", "--metrics-port", str(port), *args), tmp_path / "flow.log")

@@ -24,15 +24,14 @@ from typing import Any, TypeVar
 
 import orjson
 
-from mmflow.config import Settings, load_settings
+from mmflow.config import load_settings
 from mmflow.connectors.exchange_sim.app import SimConfig
 from mmflow.connectors.recorder import read_topic
 from mmflow.models import Fill, OrderUpdate
 from mmflow.wire import decode_input
 from tests.conftest import BTC_FRAMES, EXCHANGE_INFO
 from tests.integration.exchange_sim_client import KEY, SECRET, SimServer, call, signed
-from tests.integration.kafka_broker import create_topic
-from tests.integration.test_kafka_e2e import REPO, mmflow, start, topic_sets, wait_stable
+from tests.integration.test_kafka_e2e import REPO, kafka_session, mmflow, start, wait_stable
 from tests.integration.test_metrics_http import free_port, scrape
 
 BTC_CONFIG = REPO / "infra" / "config" / "btcusdt-tight.yaml"
@@ -140,15 +139,6 @@ def until(
         time.sleep(every)
 
 
-def loop_settings(bootstrap: str, prefix: str) -> tuple[Settings, list[str]]:
-    """The topics of this run, created; the settings and the command-line arguments that give them."""
-    sets = [*topic_sets(prefix), f"kafka.state_topic={prefix}.state", f"kafka.bootstrap_servers={bootstrap}"]
-    for name in TOPICS:
-        create_topic(bootstrap, f"{prefix}.{name}", partitions=1 if name == "state" else 2)
-    args = ["--preset", "phase2", "--config", str(BTC_CONFIG), *[a for s in sets for a in ("--set", s)]]
-    return load_settings("phase2", BTC_CONFIG, sets), args
-
-
 def _quiet_scrape(port: int) -> Samples:
     try:
         return scrape(port)
@@ -158,7 +148,7 @@ def _quiet_scrape(port: int) -> Samples:
 
 def run_loop(bootstrap: str, prefix: str, tmp: Path, speed: float) -> LoopResult:
     """The loop over the whole recording, then every process stopped cleanly (see the module)."""
-    settings, cfg = loop_settings(bootstrap, prefix)
+    _, settings, cfg = kafka_session(bootstrap, prefix, TOPICS, config=BTC_CONFIG)
     sim = SimServer(
         SimConfig(
             "binance-usdm",
